@@ -1,0 +1,5 @@
+"""`python -m itsmd` runs the command-line interface."""
+
+from itsmd.cli import main
+
+raise SystemExit(main())

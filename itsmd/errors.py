@@ -1,0 +1,82 @@
+"""The one exception tree of itsmd.
+
+    ItsmdError                      base; `retryable` says whether trying again later may succeed
+    ├── ConfigError                 invalid configuration; carries every problem (`FILE: PATH: message`)
+    ├── StartupError                the daemon must not start (lock held, unsafe listen address, ...)
+    ├── StorageError                the database failed
+    │   └── StorageUnavailable      retryable: connection lost, locked, disk full -> HTTP 503
+    └── RequestError                a client's request cannot be served; `status` is its HTTP code
+        ├── BadRequest              400 (body not JSON, wrong top-level shape, bad parameter)
+        ├── Unauthenticated         401
+        ├── Forbidden               403
+        ├── NotFound                404
+        ├── Conflict                409 (state machine refuses the transition)
+        ├── PayloadTooLarge         413 (body or alert count over the limits)
+        └── UnsupportedMediaType    415 (state-changing request without Content-Type: application/json)
+
+The HTTP mapping lives in one place: `itsmd.web.errors`.
+"""
+
+from __future__ import annotations
+
+
+class ItsmdError(Exception):
+    """Base of every error itsmd raises on purpose."""
+
+    retryable = False
+
+
+class ConfigError(ItsmdError):
+    """The configuration (or a rule, service or playbook file) is invalid."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems) or "invalid configuration")
+
+
+class StartupError(ItsmdError):
+    """The daemon refuses to start; the message says why and what to do."""
+
+
+class StorageError(ItsmdError):
+    """The database failed in a way that retrying will not fix."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached or written right now; retry later."""
+
+    retryable = True
+
+
+class RequestError(ItsmdError):
+    """A client's request cannot be served; `status` is the HTTP status."""
+
+    status = 400
+
+
+class BadRequest(RequestError):
+    status = 400
+
+
+class Unauthenticated(RequestError):
+    status = 401
+
+
+class Forbidden(RequestError):
+    status = 403
+
+
+class NotFound(RequestError):
+    status = 404
+
+
+class Conflict(RequestError):
+    status = 409
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415

@@ -1,0 +1,53 @@
+"""Self-observability: prometheus-client collectors on an injected registry (bounded label values only)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "itsmd_http_requests", "HTTP requests answered, by route and status code.",
+            ["route", "code"], registry=r,
+        )
+        self.request_seconds = Histogram(
+            "itsmd_http_request_duration_seconds", "Time to answer an HTTP request, by route.", ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r,
+        )
+        self.alerts_received = Counter(
+            "itsmd_alerts_received", "Alerts in accepted request bodies, by source.", ["source"], registry=r
+        )
+        self.alerts_quarantined = Counter(
+            "itsmd_alerts_quarantined", "Single bad alerts kept aside with a reason, by source.", ["source"],
+            registry=r,
+        )
+        self.truncated = Counter(
+            "itsmd_alerts_truncated", "Alerts Alertmanager left out of webhooks (truncatedAlerts).", registry=r
+        )
+        self.episodes = Counter(
+            "itsmd_alert_deliveries", "Delivered alerts by what they did to episodes "
+            "(new, refreshed, resolved, duplicate_resolve, resolved_unseen, stale, expired).",
+            ["outcome"], registry=r,
+        )
+        self.write_batch = Histogram(
+            "itsmd_writer_batch_size", "Writes committed together by the writer.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r,
+        )
+        self.write_seconds = Histogram(
+            "itsmd_writer_batch_duration_seconds", "Time to run and commit one writer batch.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5), registry=r,
+        )
+        self.inbox_lag = Gauge(
+            "itsmd_inbox_lag_seconds", "Age of the oldest delivery the pipeline has not processed.", registry=r
+        )
+        self.inbox_depth = Gauge("itsmd_inbox_depth", "Deliveries waiting for the pipeline.", registry=r)
+        self.pipeline_errors = Counter(
+            "itsmd_pipeline_errors", "Pipeline batches that failed (retried).", registry=r
+        )
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        self.write_batch.observe(size)
+        self.write_seconds.observe(seconds)

@@ -1,0 +1,130 @@
+"""The pipeline worker: consumes the inbox in order, one transaction per batch, idempotent under replay."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from functools import partial
+
+from sqlalchemy import Connection
+
+from itsmd.clock import Clock
+from itsmd.core.episode import Outcome, expire
+from itsmd.errors import StorageError
+from itsmd.metrics import Metrics
+from itsmd.pipeline.dedup import dedup, fingerprint_of
+from itsmd.pipeline.delivery import Delivery
+from itsmd.storage import alerts, inbox, quarantine
+from itsmd.storage.store import SqlStore
+
+log = logging.getLogger("itsmd.pipeline")
+
+
+@dataclass(frozen=True)
+class Step:
+    deliveries: int
+    alerts: int
+
+
+class PipelineWorker:
+    def __init__(
+        self, store: SqlStore, clock: Clock, metrics: Metrics, batch: int = 500, idle_poll: float = 1.0
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._batch = batch
+        self._idle_poll = idle_poll
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._single = 0  # after a batch failed on its data: deliveries left to take one at a time
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="itsmd-pipeline")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def drain(self) -> int:
+        """Process every waiting delivery; returns how many were processed."""
+        total = 0
+        while True:
+            limit = 1 if self._single else self._batch
+            step = await self._store.write(partial(self._step, limit=limit))
+            total += step.deliveries
+            self._single = max(0, self._single - step.deliveries)
+            if step.deliveries < limit:
+                return total
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.drain()
+            except StorageError as e:
+                self._metrics.pipeline_errors.inc()
+                log.warning("pipeline batch failed, will retry: %s", e)
+                await asyncio.sleep(self._idle_poll)
+            except Exception:
+                self._metrics.pipeline_errors.inc()
+                if self._single:
+                    log.exception("a delivery cannot be processed; it is quarantined")
+                    await self._store.write(self._quarantine_oldest)
+                    self._single = 0
+                else:
+                    log.exception("a pipeline batch failed on its data; retrying one delivery at a time")
+                    self._single = self._batch
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._idle_poll)
+            except TimeoutError:
+                pass
+
+    def _step(self, conn: Connection, limit: int) -> Step:
+        rows = inbox.oldest(conn, limit)
+        if not rows:
+            self._metrics.inbox_depth.set(0)
+            self._metrics.inbox_lag.set(0)
+            return Step(0, 0)
+        items = [(row.received_at, a) for row in rows for a in Delivery.decode(row.payload).alerts]
+        histories = alerts.histories(conn, {fingerprint_of(a) for _, a in items})
+        result = dedup(items, histories)
+        alerts.save(conn, result.changed.values())
+        inbox.remove(conn, [r.id for r in rows])
+        for outcome, n in result.outcomes.items():
+            self._metrics.episodes.labels(str(outcome)).inc(n)
+        lag = (self._clock.now() - rows[0].received_at).total_seconds()
+        self._metrics.inbox_lag.set(max(0.0, lag))
+        return Step(len(rows), len(items))
+
+    def _quarantine_oldest(self, conn: Connection) -> None:
+        rows = inbox.oldest(conn, 1)
+        if rows:
+            row = rows[0]
+            quarantine.add(conn, row.received_at, row.source,
+                           [("pipeline could not process this delivery", row.payload.decode("utf-8", "replace"))])
+            inbox.remove(conn, [row.id])
+
+    async def expire_due(self, limit: int = 1000) -> int:
+        """Resolve pushed alerts whose endsAt passed without a refresh."""
+        now = self._clock.now()
+
+        def work(conn: Connection) -> int:
+            changed = [e for e in (expire(ep, now) for ep in alerts.expiring(conn, now, limit)) if e]
+            alerts.save(conn, changed)
+            return len(changed)
+
+        n = await self._store.write(work)
+        if n:
+            self._metrics.episodes.labels(str(Outcome.EXPIRED)).inc(n)
+        return n

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy tables, the SQL store, the group-committing writer, Alembic migrations."""

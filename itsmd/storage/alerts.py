@@ -1,0 +1,131 @@
+"""Alert episodes in the database: load a fingerprint's history, save merged episodes, list and expire."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy.sql import func
+
+from itsmd.core.alert import Status
+from itsmd.core.episode import Episode, History
+from itsmd.storage.tables import alerts
+
+_EPISODE_COLS = (
+    alerts.c.id, alerts.c.fingerprint, alerts.c.labels, alerts.c.annotations, alerts.c.status,
+    alerts.c.starts_at, alerts.c.ends_at, alerts.c.expires_at, alerts.c.generator_url,
+    alerts.c.first_seen_at, alerts.c.last_seen_at, alerts.c.occurrences,
+)
+_CHUNK = 500  # bound parameters per IN (...) query
+
+
+def _episode(r: Row[Any]) -> Episode:
+    return Episode(
+        id=r.id, fingerprint=r.fingerprint, labels=r.labels, annotations=r.annotations,
+        status=Status(r.status), starts_at=r.starts_at, ends_at=r.ends_at, expires_at=r.expires_at,
+        generator_url=r.generator_url, first_seen_at=r.first_seen_at, last_seen_at=r.last_seen_at,
+        occurrences=r.occurrences,
+    )
+
+
+def histories(conn: Connection, fingerprints: Collection[str]) -> dict[str, History]:
+    """The open and the latest closed episode of each fingerprint."""
+    fps = list(fingerprints)
+    result = {fp: History() for fp in fps}
+    for i in range(0, len(fps), _CHUNK):
+        chunk = fps[i : i + _CHUNK]
+        firing = select(*_EPISODE_COLS).where(
+            alerts.c.fingerprint.in_(chunk), alerts.c.status == Status.FIRING
+        )
+        for r in conn.execute(firing):
+            result[r.fingerprint] = History(open=_episode(r), closed=None)
+        latest = (
+            select(func.max(alerts.c.id))
+            .where(alerts.c.fingerprint.in_(chunk), alerts.c.status == Status.RESOLVED)
+            .group_by(alerts.c.fingerprint)
+        )
+        closed = select(*_EPISODE_COLS).where(alerts.c.id.in_(latest.scalar_subquery()))
+        for r in conn.execute(closed):
+            result[r.fingerprint] = History(open=result[r.fingerprint].open, closed=_episode(r))
+    return result
+
+
+def _values(ep: Episode) -> dict[str, Any]:
+    return {
+        "fingerprint": ep.fingerprint, "labels": ep.labels, "annotations": ep.annotations,
+        "status": str(ep.status), "starts_at": ep.starts_at, "ends_at": ep.ends_at,
+        "expires_at": ep.expires_at, "generator_url": ep.generator_url,
+        "first_seen_at": ep.first_seen_at, "last_seen_at": ep.last_seen_at,
+        "occurrences": ep.occurrences,
+    }
+
+
+_MUTABLE = ("annotations", "status", "starts_at", "ends_at", "expires_at", "generator_url",
+            "last_seen_at", "occurrences")
+
+
+def save(conn: Connection, episodes: Iterable[Episode]) -> None:
+    """Update stored episodes (id > 0) first, then insert new ones (id None or < 0).
+
+    Updates go first so that a fingerprint's resolved episode leaves the firing index before its next
+    episode enters it.
+    """
+    updates, inserts = [], []
+    for ep in episodes:
+        if ep.id is not None and ep.id > 0:
+            values = _values(ep)
+            updates.append({"_id": ep.id, **{k: values[k] for k in _MUTABLE}})
+        else:
+            inserts.append(_values(ep))
+    if updates:
+        stmt = update(alerts).where(alerts.c.id == bindparam("_id")).values(
+            {k: bindparam(k) for k in _MUTABLE}
+        )
+        conn.execute(stmt, updates)
+    if inserts:
+        conn.execute(insert(alerts), inserts)
+
+
+def expiring(conn: Connection, now: datetime, limit: int) -> list[Episode]:
+    """Firing episodes whose pushed endsAt has passed."""
+    q = (
+        select(*_EPISODE_COLS)
+        .where(alerts.c.expires_at.is_not(None), alerts.c.expires_at <= now, alerts.c.status == Status.FIRING)
+        .order_by(alerts.c.expires_at)
+        .limit(limit)
+    )
+    return [_episode(r) for r in conn.execute(q)]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    status: Status | None = None
+    incident_id: str | None = None
+    unrouted: bool | None = None
+    fingerprint: str | None = None
+
+
+def page(conn: Connection, f: AlertFilter, limit: int, before_id: int | None) -> list[dict[str, Any]]:
+    """Alerts newest first, `limit` of them, with ids below `before_id`."""
+    q = select(alerts).order_by(alerts.c.id.desc()).limit(limit)
+    if before_id is not None:
+        q = q.where(alerts.c.id < before_id)
+    if f.status is not None:
+        q = q.where(alerts.c.status == f.status)
+    if f.incident_id is not None:
+        q = q.where(alerts.c.incident_id == f.incident_id)
+    if f.unrouted is not None:
+        q = q.where(alerts.c.incident_id.is_(None) if f.unrouted else alerts.c.incident_id.is_not(None))
+    if f.fingerprint is not None:
+        q = q.where(alerts.c.fingerprint == f.fingerprint)
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def count(conn: Connection, status: Status | None = None) -> int:
+    q = select(func.count()).select_from(alerts)
+    if status is not None:
+        q = q.where(alerts.c.status == status)
+    return int(conn.execute(q).scalar_one())

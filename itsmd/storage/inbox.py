@@ -1,0 +1,39 @@
+"""The durable inbox: accepted deliveries, committed before the 200 and consumed in order by the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, func, insert, select
+
+from itsmd.storage.tables import inbox
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    id: int
+    received_at: datetime
+    source: str
+    payload: bytes
+
+
+def add(conn: Connection, received_at: datetime, source: str, payload: bytes) -> None:
+    conn.execute(insert(inbox), {"received_at": received_at, "source": source, "payload": payload})
+
+
+def oldest(conn: Connection, limit: int) -> list[InboxRow]:
+    rows = conn.execute(select(inbox).order_by(inbox.c.id).limit(limit)).all()
+    return [InboxRow(r.id, r.received_at, r.source, bytes(r.payload)) for r in rows]
+
+
+def remove(conn: Connection, ids: Sequence[int]) -> None:
+    if ids:
+        conn.execute(delete(inbox).where(inbox.c.id.in_(ids)))
+
+
+def lag(conn: Connection) -> tuple[int, datetime | None]:
+    """How many deliveries wait, and when the oldest arrived."""
+    row = conn.execute(select(func.count(), func.min(inbox.c.received_at))).one()
+    return int(row[0]), row[1]

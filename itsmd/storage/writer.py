@@ -1,0 +1,134 @@
+"""The one writer: every write of the process runs here, and concurrent writes share one commit (group commit)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from itsmd.errors import StorageError, StorageUnavailable
+
+T = TypeVar("T")
+Work = Callable[[Connection], Any]
+log = logging.getLogger("itsmd.storage")
+
+
+def storage_error(e: Exception) -> StorageError:
+    """The itsmd error for a database exception: unavailable (retryable) or not."""
+    if isinstance(e, OperationalError) or (isinstance(e, DBAPIError) and e.connection_invalidated):
+        return StorageUnavailable(f"database unavailable: {e.__class__.__name__}: {str(e).splitlines()[0]}")
+    return StorageError(f"{e.__class__.__name__}: {str(e).splitlines()[0]}")
+
+
+class Writer:
+    """Runs write functions in one thread on one connection; all that queue up meanwhile commit together."""
+
+    def __init__(self, engine: Engine, executor: ThreadPoolExecutor, max_batch: int = 1024) -> None:
+        self._engine = engine
+        self._executor = executor
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._conn: Connection | None = None
+        self.batches = 0
+        self.last_batch_size = 0
+        self.on_batch: Callable[[int, float], None] | None = None  # (size, seconds) for metrics
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="itsmd-writer")
+
+    async def stop(self) -> None:
+        """Commit what is queued, then stop."""
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self._task = None
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+
+    async def submit(self, work: Callable[[Connection], T]) -> T:
+        """Run `work(conn)` inside a transaction; returns once it is committed."""
+        if self._task is None:
+            raise StorageUnavailable("the writer is not running")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((work, fut))
+        return await fut
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            started = loop.time()
+            try:
+                results = await loop.run_in_executor(self._executor, self._run, [w for w, _ in batch])
+            except BaseException as e:  # noqa: BLE001 - the futures must learn of any failure
+                results = [e] * len(batch)
+            for (_, fut), result in zip(batch, results, strict=True):
+                if not fut.done():
+                    if isinstance(result, BaseException):
+                        fut.set_exception(result)
+                    else:
+                        fut.set_result(result)
+                self._queue.task_done()
+            self.batches += 1
+            self.last_batch_size = len(batch)
+            if self.on_batch is not None:
+                self.on_batch(len(batch), loop.time() - started)
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.invalidated or self._conn.closed:
+            self._conn = self._engine.connect()
+        return self._conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _transaction(self, works: list[Work]) -> list[Any]:
+        conn = self._connection()
+        try:
+            with conn.begin():
+                return [work(conn) for work in works]
+        except DBAPIError as e:
+            if isinstance(e, OperationalError) or e.connection_invalidated:
+                self._close_quietly()
+            raise
+
+    def _close_quietly(self) -> None:
+        try:
+            self._close()
+        except DBAPIError:
+            self._conn = None
+
+    def _run(self, works: list[Work]) -> list[Any]:
+        """One transaction for the batch; if it fails for one item's sake, each item alone."""
+        try:
+            return self._transaction(works)
+        except OperationalError as e:
+            err = storage_error(e)
+            log.warning("write batch failed: %s", err)
+            return [err] * len(works)
+        except Exception as e:  # noqa: BLE001 - isolate the failing item below
+            if len(works) == 1:
+                return [storage_error(e) if isinstance(e, DBAPIError) else e]
+        results: list[Any] = []
+        for work in works:
+            try:
+                results.extend(self._transaction([work]))
+            except DBAPIError as e:
+                results.append(storage_error(e))
+            except Exception as e:  # noqa: BLE001 - handed to the caller's future
+                results.append(e)
+        return results

@@ -1,0 +1,43 @@
+"""What the web handlers need, handed over once at wiring time under one typed AppKey."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from itsmd.clock import Clock
+from itsmd.metrics import Metrics
+from itsmd.storage.store import SqlStore
+from itsmd.web.auth import Authenticator
+
+
+@dataclass
+class WebContext:
+    store: SqlStore
+    clock: Clock
+    metrics: Metrics
+    authenticator: Authenticator
+    wake_pipeline: Callable[[], None]
+    max_alerts_per_request: int
+    resolve_timeout: float
+    ready: Callable[[], bool] = field(default=lambda: True)
+
+
+CONTEXT = web.AppKey("itsmd", WebContext)
+
+
+def ctx(request: web.Request) -> WebContext:
+    return request.app[CONTEXT]
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """JSON with control characters escaped (orjson), never raw alert bytes."""
+    return web.json_response(data, status=status, dumps=_dumps)

@@ -1,0 +1,43 @@
+"""Operations endpoints: /metrics, /-/healthy, /-/ready."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Connection, text
+
+from itsmd.errors import StorageError
+from itsmd.web.auth import requires
+from itsmd.web.context import ctx
+
+READY_TIMEOUT = 2.0
+
+
+@requires(None)
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(ctx(request).metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@requires(None)
+async def healthy(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+def _probe(conn: Connection) -> None:
+    conn.execute(text("SELECT 1"))
+
+
+@requires(None)
+async def ready(request: web.Request) -> web.Response:
+    """Ready when the schema is migrated and a write transaction goes through the writer."""
+    c = ctx(request)
+    if not c.ready():
+        return web.Response(status=503, text="starting\n")
+    try:
+        await asyncio.wait_for(c.store.write(_probe), READY_TIMEOUT)
+    except (StorageError, TimeoutError):
+        return web.Response(status=503, text="storage unavailable\n")
+    return web.Response(text="ready\n")
