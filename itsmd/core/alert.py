@@ -97,10 +97,7 @@ def from_push(raw: Any, now: datetime, resolve_timeout: float) -> IncomingAlert:
     """An alert pushed by Prometheus to /api/v2/alerts: an endsAt in the past resolves it, else it expires then."""
     labels, annotations, starts, ends, url = _common(raw)
     starts = starts or now
-    if ends is None:
-        ends_or_expiry = max(now, starts) + timedelta(seconds=resolve_timeout)
-    else:
-        ends_or_expiry = ends
+    ends_or_expiry = max(now, starts) + timedelta(seconds=resolve_timeout) if ends is None else ends
     if ends_or_expiry < starts:
         raise Rejected("start time must be before end time")
     if ends_or_expiry <= now:

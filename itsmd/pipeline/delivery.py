@@ -41,11 +41,11 @@ class Delivery:
     def decode(payload: bytes) -> Delivery:
         doc = orjson.loads(payload)
         alerts = []
-        for labels, annotations, firing, starts, ends, expires, url in doc["a"]:
+        for labels, notes, firing, starts, ends, expires, url in doc["a"]:
             starts_at = _dt(starts)
             assert starts_at is not None
             alerts.append(IncomingAlert(
-                labels, annotations, Status.FIRING if firing else Status.RESOLVED,
+                labels, notes, Status.FIRING if firing else Status.RESOLVED,
                 starts_at, _dt(ends), _dt(expires), url,
             ))
         return Delivery(alerts, doc.get("t", 0), doc.get("g"))

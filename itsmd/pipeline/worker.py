@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from functools import partial
@@ -49,10 +50,8 @@ class PipelineWorker:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     async def drain(self) -> int:
@@ -85,10 +84,8 @@ class PipelineWorker:
                     log.exception("a pipeline batch failed on its data; retrying one delivery at a time")
                     self._single = self._batch
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_poll)
-            except TimeoutError:
-                pass
 
     def _step(self, conn: Connection, limit: int) -> Step:
         rows = inbox.oldest(conn, limit)

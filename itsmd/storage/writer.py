@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -48,10 +49,8 @@ class Writer:
             return
         await self._queue.join()
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
         self._task = None
         await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
 
@@ -72,7 +71,7 @@ class Writer:
             started = loop.time()
             try:
                 results = await loop.run_in_executor(self._executor, self._run, [w for w, _ in batch])
-            except BaseException as e:  # noqa: BLE001 - the futures must learn of any failure
+            except BaseException as e:
                 results = [e] * len(batch)
             for (_, fut), result in zip(batch, results, strict=True):
                 if not fut.done():
@@ -120,7 +119,7 @@ class Writer:
             err = storage_error(e)
             log.warning("write batch failed: %s", err)
             return [err] * len(works)
-        except Exception as e:  # noqa: BLE001 - isolate the failing item below
+        except Exception as e:
             if len(works) == 1:
                 return [storage_error(e) if isinstance(e, DBAPIError) else e]
         results: list[Any] = []
@@ -129,6 +128,6 @@ class Writer:
                 results.extend(self._transaction([work]))
             except DBAPIError as e:
                 results.append(storage_error(e))
-            except Exception as e:  # noqa: BLE001 - handed to the caller's future
+            except Exception as e:
                 results.append(e)
         return results

@@ -1,0 +1,47 @@
+"""Builders for tests that run the real daemon in-process (real store, real pipeline, HTTP via aiohttp's client)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+
+from itsmd.app import Daemon, Timers
+from itsmd.clock import Clock
+from itsmd.config.model import Auth, Config, Limits, Token
+from itsmd.core.access import Role
+
+TOKENS = {
+    Role.INGEST: "ingest-token-0123456789",
+    Role.VIEWER: "viewer-token-0123456789",
+    Role.OPERATOR: "operator-token-0123456789",
+    Role.ADMIN: "admin-token-0123456789",
+}
+# The credentials of the Alertmanager fixtures 08 (bearer) and 09 (basic).
+FIXTURE_BEARER = "test-token-123"
+FIXTURE_BASIC = ("itsmd-test", "test-password-123")
+
+
+def auth() -> Auth:
+    tokens = [Token(f"{role}-client", role, hashlib.sha256(t.encode()).digest()) for role, t in TOKENS.items()]
+    tokens.append(Token("am-bearer", Role.INGEST, hashlib.sha256(FIXTURE_BEARER.encode()).digest()))
+    tokens.append(Token(FIXTURE_BASIC[0], Role.INGEST, hashlib.sha256(FIXTURE_BASIC[1].encode()).digest()))
+    return Auth(tuple(tokens))
+
+
+def config(tmp: Path, *, with_auth: bool = True, database: str | None = None, **limits: int) -> Config:
+    c = Config.default(tmp)
+    return replace(
+        c,
+        auth=auth() if with_auth else None,
+        database=database or c.database,
+        limits=replace(Limits(), **limits),
+    )
+
+
+def bearer(role: Role) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+def daemon(cfg: Config, clock: Clock | None = None) -> Daemon:
+    return Daemon(cfg, clock=clock, timers=Timers(expiry_tick=0.2, pipeline_poll=0.2, shutdown_grace=2.0))

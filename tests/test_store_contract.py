@@ -1,0 +1,127 @@
+"""The store contract, run on SQLite and on a real PostgreSQL: same behaviour on both engines."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from itsmd.core.alert import Status
+from itsmd.core.episode import Episode
+from itsmd.errors import StorageError
+from itsmd.storage import alerts, inbox, quarantine
+from itsmd.storage.store import SqlStore
+
+T0 = datetime(2026, 11, 25, 21, 0, 0, 123456, tzinfo=UTC)
+HOSTILE = "a\x00b\x1b[31m\r\nX-Forged: 1\u202e\u2028한국어🔥{{7*7}}$(touch /tmp/pwned)"
+
+
+def episode(fp: str, status: Status = Status.FIRING, id_: int | None = None, **kw: object) -> Episode:
+    base = dict(
+        id=id_, fingerprint=fp, labels={"alertname": "A", "v": HOSTILE, HOSTILE: "name"},
+        annotations={"d": HOSTILE}, status=status, starts_at=T0,
+        ends_at=T0 + timedelta(minutes=5) if status == Status.RESOLVED else None, expires_at=None,
+        generator_url="http://x/?a=1&b=\x00", first_seen_at=T0, last_seen_at=T0, occurrences=1,
+    )
+    base.update(kw)
+    return Episode(**base)  # type: ignore[arg-type]
+
+
+async def test_inbox_is_fifo_and_keeps_bytes(store: SqlStore) -> None:
+    payloads = [b"\x00\xff" + bytes([i]) for i in range(5)]
+    for p in payloads:
+        await store.write(lambda c, p=p: inbox.add(c, T0, "webhook", p))
+    rows = await store.read(lambda c: inbox.oldest(c, 3))
+    assert [r.payload for r in rows] == payloads[:3]
+    assert rows[0].received_at == T0 and rows[0].source == "webhook"
+    await store.write(lambda c: inbox.remove(c, [r.id for r in rows]))
+    count, oldest = await store.read(inbox.lag)
+    assert count == 2 and oldest == T0
+
+
+async def test_episodes_round_trip_hostile_text_faithfully(store: SqlStore) -> None:
+    await store.write(lambda c: alerts.save(c, [episode("f1")]))
+    h = (await store.read(lambda c: alerts.histories(c, ["f1", "missing"])))
+    ep = h["f1"].open
+    assert ep is not None and ep.id is not None
+    assert ep.labels["v"] == HOSTILE and ep.labels[HOSTILE] == "name" and ep.annotations["d"] == HOSTILE
+    assert ep.generator_url == "http://x/?a=1&b=\x00"
+    assert ep.starts_at == T0 and ep.starts_at.tzinfo is not None
+    assert h["missing"].open is None and h["missing"].closed is None
+
+
+async def test_history_has_open_and_latest_closed(store: SqlStore) -> None:
+    old = episode("f", Status.RESOLVED, starts_at=T0 - timedelta(hours=2), ends_at=T0 - timedelta(hours=1))
+    newer = episode("f", Status.RESOLVED, starts_at=T0 - timedelta(minutes=30), ends_at=T0 - timedelta(minutes=20))
+    await store.write(lambda c: alerts.save(c, [old, newer, episode("f")]))
+    h = (await store.read(lambda c: alerts.histories(c, ["f"])))["f"]
+    assert h.open is not None and h.open.status == Status.FIRING
+    assert h.closed is not None and h.closed.ends_at == T0 - timedelta(minutes=20)
+
+
+async def test_one_firing_episode_per_fingerprint_is_enforced(store: SqlStore) -> None:
+    await store.write(lambda c: alerts.save(c, [episode("dup")]))
+    with pytest.raises((IntegrityError, StorageError)):
+        await store.write(lambda c: alerts.save(c, [episode("dup")]))
+
+
+async def test_update_then_insert_lets_an_episode_follow_its_predecessor(store: SqlStore) -> None:
+    await store.write(lambda c: alerts.save(c, [episode("g")]))
+    first = (await store.read(lambda c: alerts.histories(c, ["g"])))["g"].open
+    assert first is not None
+    from dataclasses import replace
+
+    closed = replace(first, status=Status.RESOLVED, ends_at=T0 + timedelta(minutes=1), occurrences=2)
+    await store.write(lambda c: alerts.save(c, [episode("g", starts_at=T0 + timedelta(minutes=2)), closed]))
+    h = (await store.read(lambda c: alerts.histories(c, ["g"])))["g"]
+    assert h.closed is not None and h.closed.id == first.id and h.closed.occurrences == 2
+    assert h.open is not None and h.open.starts_at == T0 + timedelta(minutes=2)
+
+
+async def test_paging_and_filters(store: SqlStore) -> None:
+    eps = [episode(f"p{i}", Status.FIRING if i % 2 else Status.RESOLVED) for i in range(7)]
+    await store.write(lambda c: alerts.save(c, eps))
+    f = alerts.AlertFilter()
+    first = await store.read(lambda c: alerts.page(c, f, 3, None))
+    second = await store.read(lambda c: alerts.page(c, f, 3, first[-1]["id"]))
+    third = await store.read(lambda c: alerts.page(c, f, 3, second[-1]["id"]))
+    ids = [r["id"] for r in first + second + third]
+    assert len(ids) == 7 and len(set(ids)) == 7 and ids == sorted(ids, reverse=True)
+    firing = await store.read(lambda c: alerts.page(c, alerts.AlertFilter(status=Status.FIRING), 100, None))
+    assert {r["fingerprint"] for r in firing} == {"p1", "p3", "p5"}
+    unrouted = await store.read(lambda c: alerts.page(c, alerts.AlertFilter(unrouted=True), 100, None))
+    assert len(unrouted) == 7
+    assert await store.read(lambda c: alerts.count(c, Status.RESOLVED)) == 4
+
+
+async def test_expiring_lists_only_due_firing_episodes(store: SqlStore) -> None:
+    await store.write(lambda c: alerts.save(c, [
+        episode("e1", expires_at=T0 + timedelta(seconds=10)),
+        episode("e2", expires_at=T0 + timedelta(seconds=100)),
+        episode("e3"),
+    ]))
+    due = await store.read(lambda c: alerts.expiring(c, T0 + timedelta(seconds=50), 10))
+    assert [e.fingerprint for e in due] == ["e1"]
+
+
+async def test_quarantine_keeps_reason_and_raw_alert(store: SqlStore) -> None:
+    raw = {"labels": {"a": 1, "n": HOSTILE}}
+    await store.write(lambda c: quarantine.add(c, T0, "webhook", [("alerts[0]: bad", raw)]))
+    rows = await store.read(lambda c: quarantine.page(c, 10, None))
+    assert rows[0]["reason"] == "alerts[0]: bad" and rows[0]["alert"] == raw
+
+
+async def test_group_commit_isolates_a_failing_write(store: SqlStore) -> None:
+    import asyncio
+
+    def boom(c: object) -> None:
+        raise ValueError("poison")
+
+    results = await asyncio.gather(
+        store.write(lambda c: alerts.save(c, [episode("ok1")])),
+        store.write(boom),
+        store.write(lambda c: alerts.save(c, [episode("ok2")])),
+        return_exceptions=True,
+    )
+    assert results[0] is None and isinstance(results[1], ValueError) and results[2] is None
+    h = await store.read(lambda c: alerts.histories(c, ["ok1", "ok2"]))
+    assert h["ok1"].open is not None and h["ok2"].open is not None
