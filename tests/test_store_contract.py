@@ -40,22 +40,36 @@ async def test_inbox_is_fifo_and_keeps_bytes(store: SqlStore) -> None:
 
 async def test_episodes_round_trip_hostile_text_faithfully(store: SqlStore) -> None:
     await store.write(lambda c: alerts.save(c, [episode("f1")]))
-    h = (await store.read(lambda c: alerts.histories(c, ["f1", "missing"])))
+    [row] = await store.read(lambda c: alerts.page(c, alerts.AlertFilter(fingerprint="f1"), 10, None))
+    assert row["labels"]["v"] == HOSTILE and row["labels"][HOSTILE] == "name" and row["annotations"]["d"] == HOSTILE
+    assert row["generator_url"] == "http://x/?a=1&b=\x00"
+    assert row["starts_at"] == T0 and row["starts_at"].tzinfo is not None
+    h = await store.read(lambda c: alerts.histories(c, ["f1", "missing"]))
     ep = h["f1"].open
-    assert ep is not None and ep.id is not None
-    assert ep.labels["v"] == HOSTILE and ep.labels[HOSTILE] == "name" and ep.annotations["d"] == HOSTILE
-    assert ep.generator_url == "http://x/?a=1&b=\x00"
-    assert ep.starts_at == T0 and ep.starts_at.tzinfo is not None
+    assert ep is not None and ep.id == row["id"] and ep.starts_at == T0 and ep.labels is None
     assert h["missing"].open is None and h["missing"].closed is None
+
+
+async def test_a_state_only_update_keeps_the_content(store: SqlStore) -> None:
+    from dataclasses import replace
+
+    await store.write(lambda c: alerts.save(c, [episode("k")]))
+    loaded = (await store.read(lambda c: alerts.histories(c, ["k"])))["k"].open
+    assert loaded is not None and loaded.annotations is None
+    await store.write(lambda c: alerts.save(c, [replace(loaded, occurrences=9)]))
+    [row] = await store.read(lambda c: alerts.page(c, alerts.AlertFilter(fingerprint="k"), 10, None))
+    assert row["occurrences"] == 9 and row["annotations"] == {"d": HOSTILE} and row["labels"]["alertname"] == "A"
 
 
 async def test_history_has_open_and_latest_closed(store: SqlStore) -> None:
     old = episode("f", Status.RESOLVED, starts_at=T0 - timedelta(hours=2), ends_at=T0 - timedelta(hours=1))
     newer = episode("f", Status.RESOLVED, starts_at=T0 - timedelta(minutes=30), ends_at=T0 - timedelta(minutes=20))
     await store.write(lambda c: alerts.save(c, [old, newer, episode("f")]))
-    h = (await store.read(lambda c: alerts.histories(c, ["f"])))["f"]
+    h = (await store.read(lambda c: alerts.histories(c, ["f"], closed_too=["f"])))["f"]
     assert h.open is not None and h.open.status == Status.FIRING
     assert h.closed is not None and h.closed.ends_at == T0 - timedelta(minutes=20)
+    lean = (await store.read(lambda c: alerts.histories(c, ["f"])))["f"]
+    assert lean.open is not None and lean.closed is None  # not needed to merge a firing into an open one
 
 
 async def test_one_firing_episode_per_fingerprint_is_enforced(store: SqlStore) -> None:
@@ -72,7 +86,7 @@ async def test_update_then_insert_lets_an_episode_follow_its_predecessor(store: 
 
     closed = replace(first, status=Status.RESOLVED, ends_at=T0 + timedelta(minutes=1), occurrences=2)
     await store.write(lambda c: alerts.save(c, [episode("g", starts_at=T0 + timedelta(minutes=2)), closed]))
-    h = (await store.read(lambda c: alerts.histories(c, ["g"])))["g"]
+    h = (await store.read(lambda c: alerts.histories(c, ["g"], closed_too=["g"])))["g"]
     assert h.closed is not None and h.closed.id == first.id and h.closed.occurrences == 2
     assert h.open is not None and h.open.starts_at == T0 + timedelta(minutes=2)
 

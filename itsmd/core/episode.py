@@ -7,6 +7,7 @@ and says why; the caller stores the result.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -28,13 +29,13 @@ class Outcome(StrEnum):
 class Episode:
     id: int | None  # None until stored
     fingerprint: str
-    labels: dict[str, str]
-    annotations: dict[str, str]
+    labels: Mapping[str, str] | None  # None: not loaded (stored episodes are loaded without their content)
+    annotations: Mapping[str, str] | None  # None: unchanged since loaded
     status: Status
     starts_at: datetime
     ends_at: datetime | None
     expires_at: datetime | None
-    generator_url: str
+    generator_url: str | None  # None: unchanged since loaded
     first_seen_at: datetime
     last_seen_at: datetime
     occurrences: int
@@ -111,6 +112,7 @@ def merge(history: History, fp: str, alert: IncomingAlert, now: datetime) -> Mer
             ends_at=alert.ends_at,
             expires_at=None,
             annotations=dict(alert.annotations),
+            generator_url=alert.generator_url,
             last_seen_at=max(open_.last_seen_at, now),
             occurrences=open_.occurrences + 1,
         )

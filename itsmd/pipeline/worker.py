@@ -11,6 +11,7 @@ from functools import partial
 from sqlalchemy import Connection
 
 from itsmd.clock import Clock
+from itsmd.core.alert import Status
 from itsmd.core.episode import Outcome, expire
 from itsmd.errors import StorageError
 from itsmd.metrics import Metrics
@@ -94,7 +95,8 @@ class PipelineWorker:
             self._metrics.inbox_lag.set(0)
             return Step(0, 0)
         items = [(row.received_at, a) for row in rows for a in Delivery.decode(row.payload).alerts]
-        histories = alerts.histories(conn, {fingerprint_of(a) for _, a in items})
+        resolves = {fingerprint_of(a) for _, a in items if a.status == Status.RESOLVED}
+        histories = alerts.histories(conn, {fingerprint_of(a) for _, a in items}, closed_too=resolves)
         result = dedup(items, histories)
         alerts.save(conn, result.changed.values())
         inbox.remove(conn, [r.id for r in rows])

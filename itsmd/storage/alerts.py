@@ -14,43 +14,50 @@ from itsmd.core.alert import Status
 from itsmd.core.episode import Episode, History
 from itsmd.storage.tables import alerts
 
-_EPISODE_COLS = (
-    alerts.c.id, alerts.c.fingerprint, alerts.c.labels, alerts.c.annotations, alerts.c.status,
-    alerts.c.starts_at, alerts.c.ends_at, alerts.c.expires_at, alerts.c.generator_url,
-    alerts.c.first_seen_at, alerts.c.last_seen_at, alerts.c.occurrences,
+_STATE_COLS = (
+    alerts.c.id, alerts.c.fingerprint, alerts.c.status, alerts.c.starts_at, alerts.c.ends_at,
+    alerts.c.expires_at, alerts.c.first_seen_at, alerts.c.last_seen_at, alerts.c.occurrences,
 )
 _CHUNK = 500  # bound parameters per IN (...) query
 
 
 def _episode(r: Row[Any]) -> Episode:
+    """An episode's state without its content (labels, annotations, URL): what merging needs, cheap to load."""
     return Episode(
-        id=r.id, fingerprint=r.fingerprint, labels=r.labels, annotations=r.annotations,
-        status=Status(r.status), starts_at=r.starts_at, ends_at=r.ends_at, expires_at=r.expires_at,
-        generator_url=r.generator_url, first_seen_at=r.first_seen_at, last_seen_at=r.last_seen_at,
-        occurrences=r.occurrences,
+        id=r.id, fingerprint=r.fingerprint, labels=None, annotations=None, status=Status(r.status),
+        starts_at=r.starts_at, ends_at=r.ends_at, expires_at=r.expires_at, generator_url=None,
+        first_seen_at=r.first_seen_at, last_seen_at=r.last_seen_at, occurrences=r.occurrences,
     )
 
 
-def histories(conn: Connection, fingerprints: Collection[str]) -> dict[str, History]:
-    """The open and the latest closed episode of each fingerprint."""
+def histories(
+    conn: Connection, fingerprints: Collection[str], closed_too: Collection[str] = ()
+) -> dict[str, History]:
+    """The open episode of each fingerprint, and its latest closed one where it has no open one (or it is
+    listed in `closed_too`)."""
     fps = list(fingerprints)
     result = {fp: History() for fp in fps}
     for i in range(0, len(fps), _CHUNK):
-        chunk = fps[i : i + _CHUNK]
-        firing = select(*_EPISODE_COLS).where(
-            alerts.c.fingerprint.in_(chunk), alerts.c.status == Status.FIRING
+        firing = select(*_STATE_COLS).where(
+            alerts.c.fingerprint.in_(fps[i : i + _CHUNK]), alerts.c.status == Status.FIRING
         )
         for r in conn.execute(firing):
-            result[r.fingerprint] = History(open=_episode(r), closed=None)
+            result[r.fingerprint] = History(open=_episode(r))
+    need = [fp for fp in fps if result[fp].open is None or fp in closed_too]
+    for i in range(0, len(need), _CHUNK):
+        chunk = need[i : i + _CHUNK]
         latest = (
             select(func.max(alerts.c.id))
             .where(alerts.c.fingerprint.in_(chunk), alerts.c.status == Status.RESOLVED)
             .group_by(alerts.c.fingerprint)
         )
-        closed = select(*_EPISODE_COLS).where(alerts.c.id.in_(latest.scalar_subquery()))
-        for r in conn.execute(closed):
+        for r in conn.execute(select(*_STATE_COLS).where(alerts.c.id.in_(latest.scalar_subquery()))):
             result[r.fingerprint] = History(open=result[r.fingerprint].open, closed=_episode(r))
     return result
+
+
+_STATE = ("status", "starts_at", "ends_at", "expires_at", "last_seen_at", "occurrences")
+_CONTENT = ("annotations", "generator_url")
 
 
 def _values(ep: Episode) -> dict[str, Any]:
@@ -63,28 +70,30 @@ def _values(ep: Episode) -> dict[str, Any]:
     }
 
 
-_MUTABLE = ("annotations", "status", "starts_at", "ends_at", "expires_at", "generator_url",
-            "last_seen_at", "occurrences")
+def _update(conn: Connection, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    if rows:
+        stmt = update(alerts).where(alerts.c.id == bindparam("_id")).values({k: bindparam(k) for k in columns})
+        conn.execute(stmt, rows)
 
 
 def save(conn: Connection, episodes: Iterable[Episode]) -> None:
     """Update stored episodes (id > 0) first, then insert new ones (id None or < 0).
 
-    Updates go first so that a fingerprint's resolved episode leaves the firing index before its next
-    episode enters it.
+    Content (annotations, URL) is written only where it is known. Updates go first so that a fingerprint's
+    resolved episode leaves the firing index before its next episode enters it.
     """
-    updates, inserts = [], []
+    full, state, inserts = [], [], []
     for ep in episodes:
-        if ep.id is not None and ep.id > 0:
-            values = _values(ep)
-            updates.append({"_id": ep.id, **{k: values[k] for k in _MUTABLE}})
+        values = _values(ep)
+        if ep.id is None or ep.id < 0:
+            assert ep.labels is not None and ep.annotations is not None and ep.generator_url is not None
+            inserts.append(values)
+        elif ep.annotations is not None and ep.generator_url is not None:
+            full.append({"_id": ep.id, **{k: values[k] for k in _STATE + _CONTENT}})
         else:
-            inserts.append(_values(ep))
-    if updates:
-        stmt = update(alerts).where(alerts.c.id == bindparam("_id")).values(
-            {k: bindparam(k) for k in _MUTABLE}
-        )
-        conn.execute(stmt, updates)
+            state.append({"_id": ep.id, **{k: values[k] for k in _STATE}})
+    _update(conn, _STATE + _CONTENT, full)
+    _update(conn, _STATE, state)
     if inserts:
         conn.execute(insert(alerts), inserts)
 
@@ -92,7 +101,7 @@ def save(conn: Connection, episodes: Iterable[Episode]) -> None:
 def expiring(conn: Connection, now: datetime, limit: int) -> list[Episode]:
     """Firing episodes whose pushed endsAt has passed."""
     q = (
-        select(*_EPISODE_COLS)
+        select(*_STATE_COLS)
         .where(alerts.c.expires_at.is_not(None), alerts.c.expires_at <= now, alerts.c.status == Status.FIRING)
         .order_by(alerts.c.expires_at)
         .limit(limit)

@@ -36,6 +36,7 @@ class Writer:
         self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._conn: Connection | None = None
+        self._stopping = False
         self.batches = 0
         self.last_batch_size = 0
         self.on_batch: Callable[[int, float], None] | None = None  # (size, seconds) for metrics
@@ -48,15 +49,17 @@ class Writer:
         if self._task is None:
             return
         await self._queue.join()
+        self._stopping = True  # from here on, nothing new is queued that would never run
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        self._stopping = False
         await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
 
     async def submit(self, work: Callable[[Connection], T]) -> T:
         """Run `work(conn)` inside a transaction; returns once it is committed."""
-        if self._task is None:
+        if self._task is None or self._stopping:
             raise StorageUnavailable("the writer is not running")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((work, fut))
@@ -69,21 +72,26 @@ class Writer:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             started = loop.time()
+            running = loop.run_in_executor(self._executor, self._run, [w for w, _ in batch])
             try:
-                results = await loop.run_in_executor(self._executor, self._run, [w for w, _ in batch])
-            except BaseException as e:
-                results = [e] * len(batch)
-            for (_, fut), result in zip(batch, results, strict=True):
-                if not fut.done():
-                    if isinstance(result, BaseException):
-                        fut.set_exception(result)
-                    else:
-                        fut.set_result(result)
-                self._queue.task_done()
+                results = await asyncio.shield(running)
+            except asyncio.CancelledError:
+                self._settle(batch, await running)  # the batch commits or not: tell its callers which
+                raise
+            self._settle(batch, results)
             self.batches += 1
             self.last_batch_size = len(batch)
             if self.on_batch is not None:
                 self.on_batch(len(batch), loop.time() - started)
+
+    def _settle(self, batch: list[tuple[Work, asyncio.Future[Any]]], results: list[Any]) -> None:
+        for (_, fut), result in zip(batch, results, strict=True):
+            if not fut.done():
+                if isinstance(result, BaseException):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+            self._queue.task_done()
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.invalidated or self._conn.closed:
