@@ -29,7 +29,7 @@ def episode(fp: str, status: Status = Status.FIRING, id_: int | None = None, **k
 async def test_inbox_is_fifo_and_keeps_bytes(store: SqlStore) -> None:
     payloads = [b"\x00\xff" + bytes([i]) for i in range(5)]
     for p in payloads:
-        await store.write(lambda c, p=p: inbox.add(c, T0, "webhook", p))
+        await store.write(inbox.add(T0, "webhook", p))
     rows = await store.read(lambda c: inbox.oldest(c, 3))
     assert [r.payload for r in rows] == payloads[:3]
     assert rows[0].received_at == T0 and rows[0].source == "webhook"
@@ -119,7 +119,7 @@ async def test_expiring_lists_only_due_firing_episodes(store: SqlStore) -> None:
 
 async def test_quarantine_keeps_reason_and_raw_alert(store: SqlStore) -> None:
     raw = {"labels": {"a": 1, "n": HOSTILE}}
-    await store.write(lambda c: quarantine.add(c, T0, "webhook", [("alerts[0]: bad", raw)]))
+    await store.write(quarantine.add(T0, "webhook", [("alerts[0]: bad", raw)]))
     rows = await store.read(lambda c: quarantine.page(c, 10, None))
     assert rows[0]["reason"] == "alerts[0]: bad" and rows[0]["alert"] == raw
 
@@ -139,3 +139,22 @@ async def test_group_commit_isolates_a_failing_write(store: SqlStore) -> None:
     assert results[0] is None and isinstance(results[1], ValueError) and results[2] is None
     h = await store.read(lambda c: alerts.histories(c, ["ok1", "ok2"]))
     assert h["ok1"].open is not None and h["ok2"].open is not None
+
+
+async def test_concurrent_appends_commit_together_in_order(store: SqlStore) -> None:
+    import asyncio
+
+    def depth(c: object) -> int:
+        return inbox.lag(c)[0]  # type: ignore[arg-type]
+
+    results = await asyncio.gather(
+        store.write(inbox.add(T0, "webhook", b"1")),
+        store.write(inbox.add(T0, "webhook", b"2")),
+        store.write(depth),  # sees the two appends queued before it
+        store.write(quarantine.add(T0, "push", [("r", {"x": 1})])),
+        store.write(inbox.add(T0, "push", b"3")),
+    )
+    assert results == [None, None, 2, None, None]
+    rows = await store.read(lambda c: inbox.oldest(c, 10))
+    assert [r.payload for r in rows] == [b"1", b"2", b"3"]
+    assert store.writer.batches <= 2

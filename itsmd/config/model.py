@@ -148,7 +148,7 @@ class Retention:
 @dataclass(frozen=True, slots=True)
 class Ingest:
     resolve_timeout: float = 300.0  # for /api/v2/alerts without endsAt
-    pipeline_batch: int = 500
+    pipeline_batch: int = 100  # deliveries per pipeline transaction: small keeps ingest commits frequent
 
 
 @dataclass(frozen=True, slots=True)

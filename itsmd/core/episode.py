@@ -82,14 +82,10 @@ def merge(history: History, fp: str, alert: IncomingAlert, now: datetime) -> Mer
     open_, closed = history.open, history.closed
     if alert.status == Status.FIRING:
         if open_ is not None:
-            ep = replace(
-                open_,
-                starts_at=min(open_.starts_at, alert.starts_at),
-                annotations=dict(alert.annotations),
-                expires_at=alert.expires_at,
-                generator_url=alert.generator_url,
-                last_seen_at=max(open_.last_seen_at, now),
-                occurrences=open_.occurrences + 1,
+            ep = Episode(  # the hot path (every repeat): built directly, dataclasses.replace is slow
+                open_.id, fp, open_.labels, alert.annotations, Status.FIRING,
+                min(open_.starts_at, alert.starts_at), None, alert.expires_at, alert.generator_url,
+                open_.first_seen_at, max(open_.last_seen_at, now), open_.occurrences + 1,
             )
             return Merge(Outcome.REFRESHED, History(ep, closed), ep)
         if closed is not None and closed.ends_at is not None and alert.starts_at <= closed.ends_at:

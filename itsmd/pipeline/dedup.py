@@ -29,13 +29,12 @@ class DedupResult:
 
 
 def dedup(
-    items: Iterable[tuple[datetime, IncomingAlert]], histories: dict[str, History]
+    items: Iterable[tuple[datetime, IncomingAlert, str]], histories: dict[str, History]
 ) -> DedupResult:
-    """Merge each (received_at, alert) in order into `histories` (updated in place)."""
+    """Merge each (received_at, alert, fingerprint) in order into `histories` (updated in place)."""
     result = DedupResult()
     provisional = 0
-    for received_at, alert in items:
-        fp = fingerprint_of(alert)
+    for received_at, alert, fp in items:
         m = merge(histories.get(fp, History()), fp, alert, received_at)
         history, ep = m.history, m.changed
         if ep is not None and ep.id is None:

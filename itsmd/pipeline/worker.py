@@ -94,9 +94,11 @@ class PipelineWorker:
             self._metrics.inbox_depth.set(0)
             self._metrics.inbox_lag.set(0)
             return Step(0, 0)
-        items = [(row.received_at, a) for row in rows for a in Delivery.decode(row.payload).alerts]
-        resolves = {fingerprint_of(a) for _, a in items if a.status == Status.RESOLVED}
-        histories = alerts.histories(conn, {fingerprint_of(a) for _, a in items}, closed_too=resolves)
+        items = [
+            (row.received_at, a, fingerprint_of(a)) for row in rows for a in Delivery.decode(row.payload).alerts
+        ]
+        resolves = {fp for _, a, fp in items if a.status == Status.RESOLVED}
+        histories = alerts.histories(conn, {fp for _, _, fp in items}, closed_too=resolves)
         result = dedup(items, histories)
         alerts.save(conn, result.changed.values())
         inbox.remove(conn, [r.id for r in rows])
@@ -110,8 +112,8 @@ class PipelineWorker:
         rows = inbox.oldest(conn, 1)
         if rows:
             row = rows[0]
-            quarantine.add(conn, row.received_at, row.source,
-                           [("pipeline could not process this delivery", row.payload.decode("utf-8", "replace"))])
+            reason = "pipeline could not process this delivery"
+            quarantine.add(row.received_at, row.source, [(reason, row.payload.decode("utf-8", "replace"))])(conn)
             inbox.remove(conn, [row.id])
 
     async def expire_due(self, limit: int = 1000) -> int:

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, func, select
 
 from itsmd.storage.tables import inbox
+from itsmd.storage.writer import Rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,8 +20,9 @@ class InboxRow:
     payload: bytes
 
 
-def add(conn: Connection, received_at: datetime, source: str, payload: bytes) -> None:
-    conn.execute(insert(inbox), {"received_at": received_at, "source": source, "payload": payload})
+def add(received_at: datetime, source: str, payload: bytes) -> Rows:
+    """The write that appends one delivery (the writer merges concurrent appends into one statement)."""
+    return Rows(inbox, [{"received_at": received_at, "source": source, "payload": payload}])
 
 
 def oldest(conn: Connection, limit: int) -> list[InboxRow]:

@@ -6,19 +6,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
 from itsmd.storage.tables import quarantine
+from itsmd.storage.writer import Rows
 
 
-def add(conn: Connection, received_at: datetime, source: str, items: Sequence[tuple[str, Any]]) -> None:
-    """Store (reason, raw alert) pairs."""
-    if items:
-        conn.execute(
-            insert(quarantine),
-            [{"received_at": received_at, "source": source, "reason": reason, "alert": raw}
-             for reason, raw in items],
-        )
+def add(received_at: datetime, source: str, items: Sequence[tuple[str, Any]]) -> Rows:
+    """The write that stores (reason, raw alert) pairs."""
+    return Rows(
+        quarantine,
+        [{"received_at": received_at, "source": source, "reason": reason, "alert": raw} for reason, raw in items],
+    )
 
 
 def page(conn: Connection, limit: int, before_id: int | None) -> list[dict[str, Any]]:

@@ -9,12 +9,28 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, Table, insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from itsmd.errors import StorageError, StorageUnavailable
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """Rows to insert into one table: adjacent Rows of a batch for the same table become one executemany."""
+
+    table: Table | None
+    rows: list[dict[str, Any]]
+
+    def __call__(self, conn: Connection) -> None:
+        if self.rows and self.table is not None:
+            conn.execute(insert(self.table), self.rows)
+
+
 Work = Callable[[Connection], Any]
 log = logging.getLogger("itsmd.storage")
 
@@ -107,11 +123,30 @@ class Writer:
         conn = self._connection()
         try:
             with conn.begin():
-                return [work(conn) for work in works]
+                return self._apply(conn, works)
         except DBAPIError as e:
             if isinstance(e, OperationalError) or e.connection_invalidated:
                 self._close_quietly()
             raise
+
+    @staticmethod
+    def _apply(conn: Connection, works: list[Work]) -> list[Any]:
+        """Run the works in order; runs of Rows for one table are inserted with one executemany."""
+        results: list[Any] = []
+        pending = Rows(None, [])
+        for work in works:
+            if isinstance(work, Rows):
+                if work.table is not pending.table:
+                    pending(conn)
+                    pending = Rows(work.table, [])
+                pending.rows.extend(work.rows)
+                results.append(None)
+            else:
+                pending(conn)
+                pending = Rows(None, [])
+                results.append(work(conn))
+        pending(conn)
+        return results
 
     def _close_quietly(self) -> None:
         try:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
 from datetime import datetime
 
 from aiohttp import web
-from sqlalchemy import Connection
 
 from itsmd.core.access import Permission
 from itsmd.pipeline import normalize
@@ -16,19 +15,11 @@ from itsmd.web.auth import requires
 from itsmd.web.context import WebContext, ctx, json_response
 
 
-def _store(received_at: datetime, source: str, delivery: Delivery) -> Callable[[Connection], None]:
-    payload = delivery.encode() if delivery.alerts else None
-
-    def work(conn: Connection) -> None:
-        if payload is not None:
-            inbox.add(conn, received_at, source, payload)
-        quarantine.add(conn, received_at, source, delivery.rejected)
-
-    return work
-
-
 async def _accept(c: WebContext, source: str, delivery: Delivery, received_at: datetime) -> web.Response:
-    await c.store.write(_store(received_at, source, delivery))
+    writes = [c.store.write(inbox.add(received_at, source, delivery.encode()))] if delivery.alerts else []
+    if delivery.rejected:
+        writes.append(c.store.write(quarantine.add(received_at, source, delivery.rejected)))
+    await asyncio.gather(*writes)
     if delivery.alerts:
         c.wake_pipeline()
     c.metrics.alerts_received.labels(source).inc(len(delivery.alerts) + len(delivery.rejected))
