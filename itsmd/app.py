@@ -48,6 +48,7 @@ class Daemon:
             config.database,
             sqlite_synchronous=config.storage.sqlite_synchronous,
             pool_size=config.storage.pool_size,
+            busy_timeout=config.storage.busy_timeout,
         )
         path = sqlite_file(self.db)
         self.lock = DaemonLock(path) if path else None

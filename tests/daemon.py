@@ -36,6 +36,7 @@ def config(tmp: Path, *, with_auth: bool = True, database: str | None = None, **
         auth=auth() if with_auth else None,
         database=database or c.database,
         limits=replace(Limits(), **limits),
+        storage=replace(c.storage, busy_timeout=0.2),
     )
 
 

@@ -167,7 +167,29 @@ async def test_redelivery_is_idempotent_and_counted(client: Client, running: Dae
     assert len(items) == 1 and items[0]["occurrences"] == 3
 
 
-async def test_storage_unavailable_is_503(client: Client, running: Daemon) -> None:
+async def test_locked_database_is_503_then_recovers(client: Client, running: Daemon) -> None:
+    """A real SQLite outage: another connection holds the write lock longer than busy_timeout."""
+    import sqlite3
+
+    from itsmd.storage.database import sqlite_file
+
+    path = sqlite_file(running.db)
+    assert path is not None
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        resp = await client.post(WEBHOOK, json=body(alert("Blocked")), headers=ING)
+        assert resp.status == 503 and "unavailable" in (await resp.json())["error"]
+        assert (await client.get("/-/ready")).status == 503
+    finally:
+        blocker.rollback()
+        blocker.close()
+    resp = await client.post(WEBHOOK, json=body(alert("After")), headers=ING)
+    assert resp.status == 200
+    assert [a["labels"]["alertname"] for a in await firing_alerts(client, running)] == ["After"]
+
+
+async def test_stopped_writer_is_503(client: Client, running: Daemon) -> None:
     await running.store.stop()  # the writer is gone: nothing can be committed
     resp = await client.post(WEBHOOK, json=body(alert()), headers=ING)
     assert resp.status == 503 and "error" in await resp.json()

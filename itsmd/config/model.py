@@ -155,6 +155,7 @@ class Ingest:
 class Storage:
     sqlite_synchronous: str = "FULL"  # FULL | NORMAL | OFF
     pool_size: int = 4
+    busy_timeout: float = 5.0  # seconds a SQLite write waits for a lock before the request gets a 503
 
 
 @dataclass(frozen=True, slots=True)

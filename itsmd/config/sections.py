@@ -56,7 +56,7 @@ _PLAIN_SECTIONS: dict[str, tuple[Callable[..., object], tuple[str, ...]]] = {
     "limits": (Limits, ()),
     "retention": (Retention, ("alerts", "incidents")),
     "ingest": (Ingest, ("resolve_timeout",)),
-    "storage": (Storage, ()),
+    "storage": (Storage, ("busy_timeout",)),
     "log": (Log, ()),
 }
 

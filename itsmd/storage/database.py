@@ -31,19 +31,21 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
 
-def _sqlite_pragmas(synchronous: str) -> Any:
+def _sqlite_pragmas(synchronous: str, busy_ms: int) -> Any:
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous}")
-        cur.execute("PRAGMA busy_timeout=5000")
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
     return on_connect
 
 
-def open_database(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 4) -> Database:
+def open_database(
+    url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 4, busy_timeout: float = 5.0
+) -> Database:
     """An engine for `url` (sqlite:///path, sqlite:// in memory, postgresql://...)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -58,7 +60,7 @@ def open_database(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int 
             )
         if sqlite_synchronous not in ("FULL", "NORMAL", "OFF"):
             raise ValueError(f"bad sqlite_synchronous {sqlite_synchronous!r}")
-        event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous))
+        event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous, int(busy_timeout * 1000)))
         return Database(engine, url, in_memory)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
