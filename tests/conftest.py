@@ -54,7 +54,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not POSTGRES_URL:
         return
     for item in items:
-        if "postgres" in item.nodeid:
+        if "[postgres" in item.nodeid:
             item.add_marker(pytest.mark.postgres)
 
 
@@ -62,6 +62,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
-    if POSTGRES_URL and report.skipped and "postgres" in item.nodeid:
+    if POSTGRES_URL and report.skipped and "[postgres" in item.nodeid:
         report.outcome = "failed"
         report.longrepr = f"PostgreSQL test skipped although ITSMD_TEST_POSTGRES is set: {report.longrepr}"

@@ -158,3 +158,24 @@ async def test_concurrent_appends_commit_together_in_order(store: SqlStore) -> N
     rows = await store.read(lambda c: inbox.oldest(c, 10))
     assert [r.payload for r in rows] == [b"1", b"2", b"3"]
     assert store.writer.batches <= 2
+
+
+async def test_postgres_connection_loss_is_unavailable_then_recovers(store: SqlStore) -> None:
+    """A real outage: PostgreSQL terminates the writer's connection; one write fails retryably, the next works."""
+    from sqlalchemy import text
+
+    from itsmd.errors import StorageUnavailable
+
+    if store.db.is_sqlite:
+        pytest.skip("connection loss is a PostgreSQL failure (SQLite's is covered by the lock test)")
+    await store.write(inbox.add(T0, "webhook", b"before"))
+    with store.db.engine.connect() as admin:
+        admin.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ))
+    with pytest.raises(StorageUnavailable):
+        await store.write(inbox.add(T0, "webhook", b"lost"))
+    await store.write(inbox.add(T0, "webhook", b"after"))
+    rows = await store.read(lambda c: inbox.oldest(c, 10))
+    assert [r.payload for r in rows] == [b"before", b"after"]
