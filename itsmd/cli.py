@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from pathlib import Path
 
-from itsmd import __version__
+from itsmd import __version__, logs
 from itsmd.config import Config, find_config, load_config
 from itsmd.errors import ConfigError, ItsmdError, StartupError
 
@@ -33,15 +32,6 @@ def _load(arg: str | None) -> Config:
     return load_config(find_config(arg, cwd), os.environ, cwd)
 
 
-def _log_setup() -> None:
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
-        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)r",
-    )
-    for noisy in ("alembic", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
@@ -53,13 +43,13 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_PROBLEMS
         print("ok")
         return 0
-    _log_setup()
     try:
         config = _load(args.config)
     except ConfigError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
+    logs.configure(config.log.format, config.log.level)
     from itsmd.app import serve  # imported late: `check` needs none of the daemon
 
     try:
