@@ -6,17 +6,21 @@ import asyncio
 import logging
 import signal
 import ssl
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from itsmd.clock import Clock, SystemClock
 from itsmd.config import Config
+from itsmd.errors import ConfigError
 from itsmd.metrics import Metrics
 from itsmd.pipeline.worker import PipelineWorker
+from itsmd.reload import plan
 from itsmd.scheduler import Scheduler
 from itsmd.storage.database import DaemonLock, migrate, open_database, sqlite_file
 from itsmd.storage.store import SqlStore
+from itsmd.systemd import SystemdNotifier
 from itsmd.web.auth import Authenticator, Credential
 from itsmd.web.context import WebContext
 from itsmd.web.server import build_app
@@ -39,10 +43,17 @@ def authenticator(config: Config) -> Authenticator:
 
 
 class Daemon:
-    def __init__(self, config: Config, clock: Clock | None = None, timers: Timers | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock | None = None,
+        timers: Timers | None = None,
+        loader: Callable[[], Config] | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.timers = timers or Timers()
+        self._loader = loader
         self.metrics = Metrics()
         self.db = open_database(
             config.database,
@@ -60,20 +71,24 @@ class Daemon:
         )
         self.scheduler = Scheduler()
         self._ready = False
-        self.app = build_app(
-            WebContext(
-                store=self.store,
-                clock=self.clock,
-                metrics=self.metrics,
-                authenticator=authenticator(config),
-                wake_pipeline=self.pipeline.wake,
-                max_alerts_per_request=config.limits.max_alerts_per_request,
-                resolve_timeout=config.ingest.resolve_timeout,
-                ready=lambda: self._ready,
-            ),
-            max_body_bytes=config.limits.max_body_bytes,
+        self.web = WebContext(
+            store=self.store,
+            clock=self.clock,
+            metrics=self.metrics,
+            authenticator=authenticator(config),
+            wake_pipeline=self.pipeline.wake,
+            max_alerts_per_request=config.limits.max_alerts_per_request,
+            resolve_timeout=config.ingest.resolve_timeout,
+            ready=lambda: self._ready,
+            reload=self.reload if loader else None,
         )
+        self.app = build_app(self.web, max_body_bytes=config.limits.max_body_bytes)
         self._runner: web.AppRunner | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """The event loop runs (we are here) and the writer task is alive."""
+        return self._ready and self.store.writer.alive
 
     async def start_core(self) -> None:
         """Everything but the listening socket: lock, migrations, writer, pipeline, ticks."""
@@ -89,6 +104,7 @@ class Daemon:
         self.pipeline.wake()  # deliveries left in the inbox by a crash are processed first
         self.scheduler.every(self.timers.expiry_tick, "expire-pushed-alerts", self.pipeline.expire_due)
         self.scheduler.start()
+        self.metrics.config_loaded(True, self.clock.now().timestamp())
         self._ready = True
 
     async def start(self) -> None:
@@ -104,7 +120,28 @@ class Daemon:
             context.load_cert_chain(tls.cert_file, tls.key_file)
         site = web.TCPSite(self._runner, listen.host, listen.port, ssl_context=context, backlog=1024)
         await site.start()
-        log.info("listening on %s:%d", listen.host, listen.port)
+        log.info("listening", extra={"address": str(listen), "tls": tls is not None})
+
+    async def reload(self) -> list[str]:
+        """Load the configuration again; adopt it whole or not at all. Returns the problems."""
+        assert self._loader is not None
+        try:
+            new = await asyncio.to_thread(self._loader)
+            problems = plan(self.config, new).problems
+        except ConfigError as e:
+            problems = e.problems
+        if problems:
+            self.metrics.config_loaded(False, None)
+            log.warning("reload failed; the running configuration is kept", extra={"problems": problems})
+            return problems
+        self.config = new
+        self.web.authenticator = authenticator(new)
+        self.web.max_alerts_per_request = new.limits.max_alerts_per_request
+        self.web.resolve_timeout = new.ingest.resolve_timeout
+        logging.getLogger().setLevel(new.log.level.upper())
+        self.metrics.config_loaded(True, self.clock.now().timestamp())
+        log.info("configuration reloaded")
+        return []
 
     async def stop(self) -> None:
         """Stop listening, let in-flight requests commit, drain the writer, release the lock."""
@@ -123,17 +160,30 @@ class Daemon:
             self.lock.release()
 
 
-async def serve(config: Config) -> None:
-    """Run until SIGTERM or SIGINT."""
-    daemon = Daemon(config)
+async def serve(config: Config, loader: Callable[[], Config], env: Mapping[str, str]) -> None:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
+    daemon = Daemon(config, loader=loader)
+    systemd = SystemdNotifier(env)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[list[str]]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(daemon.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     await daemon.start()
+    systemd.ready(f"listening on {config.listen}")
+    systemd.start_watchdog(lambda: daemon.healthy)
     try:
         await stop.wait()
         log.info("stopping")
+        systemd.stopping()
     finally:
+        await systemd.stop_watchdog()
         await daemon.stop()
     log.info("stopped")

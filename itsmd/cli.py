@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from itsmd import __version__, logs
@@ -27,16 +28,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(arg: str | None) -> Config:
-    cwd = Path.cwd()
-    return load_config(find_config(arg, cwd), os.environ, cwd)
+def _loader(arg: str | None) -> Callable[[], Config]:
+    cwd, env = Path.cwd(), dict(os.environ)  # a reload reads what the start read
+    path = find_config(arg, cwd)
+    return lambda: load_config(path, env, cwd)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    load = _loader(args.config)
     if args.command == "check":
         try:
-            _load(args.config)
+            load()
         except ConfigError as e:
             for problem in e.problems:
                 print(problem)
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ok")
         return 0
     try:
-        config = _load(args.config)
+        config = load()
     except ConfigError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from itsmd.app import serve  # imported late: `check` needs none of the daemon
 
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, load, os.environ))
     except StartupError as e:
         print(f"itsmd: {e}", file=sys.stderr)
         return EXIT_CONFIG

@@ -48,6 +48,18 @@ class Metrics:
             "itsmd_pipeline_errors", "Pipeline batches that failed (retried).", registry=r
         )
 
+        self.config_ok = Gauge(
+            "itsmd_config_last_reload_successful", "Whether the last configuration (re)load succeeded.", registry=r
+        )
+        self.config_time = Gauge(
+            "itsmd_config_last_reload_success_timestamp_seconds", "When the configuration last loaded.", registry=r
+        )
+
+    def config_loaded(self, ok: bool, at: float | None) -> None:
+        self.config_ok.set(1 if ok else 0)
+        if ok and at is not None:
+            self.config_time.set(at)
+
     def observe_batch(self, size: int, seconds: float) -> None:
         self.write_batch.observe(size)
         self.write_seconds.observe(seconds)

@@ -24,7 +24,8 @@ def test_logfmt_keeps_one_line_and_escapes(stream: io.StringIO) -> None:
     line = out.rstrip("\n")
     assert "\r" not in line and "\u2028" not in line and "\x00" not in line and "\x1b" not in line
     assert "level=warning" in line and "logger=itsmd.test" in line and " n=3" in line
-    assert 'msg="alert x\\nts=2026 level=error msg=\\"forged\\"\\r\\n\\u2028\\u202e\\x00\\x1b[31m\\"\\\\ arrived"' in line
+    expected = 'msg="alert x\\nts=2026 level=error msg=\\"forged\\"\\r\\n\\u2028\\u202e\\x00\\x1b[31m\\"\\\\ arrived"'
+    assert expected in line
 
 
 def test_json_lines_parse_back_to_the_same_text(stream: io.StringIO) -> None:

@@ -56,6 +56,10 @@ class Writer:
         self.last_batch_size = 0
         self.on_batch: Callable[[int, float], None] | None = None  # (size, seconds) for metrics
 
+    @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done() and not self._stopping
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="itsmd-writer")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ class WebContext:
     max_alerts_per_request: int
     resolve_timeout: float
     ready: Callable[[], bool] = field(default=lambda: True)
+    reload: Callable[[], Awaitable[list[str]]] | None = None  # returns the problems; empty = reloaded
 
 
 CONTEXT = web.AppKey("itsmd", WebContext)

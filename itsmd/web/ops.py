@@ -8,9 +8,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Connection, text
 
+from itsmd.core.access import Permission
 from itsmd.errors import StorageError
 from itsmd.web.auth import requires
-from itsmd.web.context import ctx
+from itsmd.web.context import ctx, json_response
 
 READY_TIMEOUT = 2.0
 
@@ -42,3 +43,16 @@ async def ready(request: web.Request) -> web.Response:
     except (StorageError, TimeoutError):
         return web.Response(status=503, text="storage unavailable\n")
     return web.Response(text="ready\n")
+
+
+@requires(Permission.ADMINISTER)
+async def reload(request: web.Request) -> web.Response:
+    """Reload the configuration; on any problem answer 400 and keep the running one."""
+    c = ctx(request)
+    if c.reload is None:
+        return json_response({"error": "reload is not available"}, status=400)
+    problems = await c.reload()
+    if problems:
+        return json_response({"error": "reload failed; the running configuration is kept", "problems": problems},
+                             status=400)
+    return json_response({"status": "reloaded"})

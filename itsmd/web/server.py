@@ -57,4 +57,5 @@ def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)
+    app.router.add_post("/-/reload", ops.reload)
     return app
