@@ -8,6 +8,8 @@ import signal
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
 
 from aiohttp import web
 
@@ -18,6 +20,7 @@ from itsmd.metrics import Metrics
 from itsmd.pipeline.worker import PipelineWorker
 from itsmd.reload import plan
 from itsmd.scheduler import Scheduler
+from itsmd.storage import retention
 from itsmd.storage.database import DaemonLock, migrate, open_database, sqlite_file
 from itsmd.storage.store import SqlStore
 from itsmd.systemd import SystemdNotifier
@@ -33,6 +36,8 @@ class Timers:
     """Intervals of the daemon's own housekeeping, in seconds (tests shorten them)."""
 
     expiry_tick: float = 5.0
+    retention_tick: float = 300.0
+    retention_batch: int = 1000
     pipeline_poll: float = 1.0
     shutdown_grace: float = 10.0
 
@@ -103,6 +108,7 @@ class Daemon:
         self.pipeline.start()
         self.pipeline.wake()  # deliveries left in the inbox by a crash are processed first
         self.scheduler.every(self.timers.expiry_tick, "expire-pushed-alerts", self.pipeline.expire_due)
+        self.scheduler.every(self.timers.retention_tick, "retention", self.prune)
         self.scheduler.start()
         self.metrics.config_loaded(True, self.clock.now().timestamp())
         self._ready = True
@@ -142,6 +148,22 @@ class Daemon:
         self.metrics.config_loaded(True, self.clock.now().timestamp())
         log.info("configuration reloaded")
         return []
+
+    async def prune(self) -> int:
+        """Apply `retention:`; one small transaction per batch, so ingest commits in between."""
+        now, total = self.clock.now(), 0
+        jobs = (
+            ("alerts", retention.prune_alerts, now - timedelta(seconds=self.config.retention.alerts)),
+            ("quarantine", retention.prune_quarantine, now - timedelta(seconds=self.config.retention.alerts)),
+        )
+        for table, prune, cutoff in jobs:
+            while True:
+                n = await self.store.write(partial(prune, cutoff=cutoff, limit=self.timers.retention_batch))
+                self.metrics.pruned.labels(table).inc(n)
+                total += n
+                if n < self.timers.retention_batch:
+                    break
+        return total
 
     async def stop(self) -> None:
         """Stop listening, let in-flight requests commit, drain the writer, release the lock."""

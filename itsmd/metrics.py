@@ -20,6 +20,10 @@ class Metrics:
         self.alerts_received = Counter(
             "itsmd_alerts_received", "Alerts in accepted request bodies, by source.", ["source"], registry=r
         )
+        self.alerts_accepted = Counter(
+            "itsmd_alerts_accepted", "Alerts committed to the inbox (answered 2xx), by source.", ["source"],
+            registry=r,
+        )
         self.alerts_quarantined = Counter(
             "itsmd_alerts_quarantined", "Single bad alerts kept aside with a reason, by source.", ["source"],
             registry=r,
@@ -44,6 +48,13 @@ class Metrics:
             "itsmd_inbox_lag_seconds", "Age of the oldest delivery the pipeline has not processed.", registry=r
         )
         self.inbox_depth = Gauge("itsmd_inbox_depth", "Deliveries waiting for the pipeline.", registry=r)
+        self.stage_seconds = Histogram(
+            "itsmd_pipeline_stage_duration_seconds", "Time one pipeline batch spent in a stage.", ["stage"],
+            buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1), registry=r,
+        )
+        self.pruned = Counter(
+            "itsmd_retention_pruned", "Rows deleted by retention, by table.", ["table"], registry=r
+        )
         self.pipeline_errors = Counter(
             "itsmd_pipeline_errors", "Pipeline batches that failed (retried).", registry=r
         )

@@ -237,3 +237,16 @@ async def test_list_filters_and_cursor(client: Client, running: Daemon) -> None:
 async def test_unknown_route_is_json_404(client: Client) -> None:
     resp = await client.get("/nope", headers=VIEW)
     assert resp.status == 404 and "error" in await resp.json()
+
+
+async def test_retention_removes_old_resolved_alerts_and_keeps_firing(
+    client: Client, running: Daemon, clock: FakeClock
+) -> None:
+    await client.post(WEBHOOK, json=body(alert("Gone", "resolved"), alert("Still")), headers=ING)
+    await running.pipeline.drain()
+    clock.advance(91 * 86400)
+    assert await running.prune() == 1
+    assert [a["labels"]["alertname"] for a in await firing_alerts(client, running)] == ["Still"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'itsmd_retention_pruned_total{table="alerts"} 1.0' in metrics
+    assert "itsmd_inbox_lag_seconds 0.0" in metrics and "itsmd_pipeline_stage_duration_seconds_count" in metrics

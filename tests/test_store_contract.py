@@ -179,3 +179,22 @@ async def test_postgres_connection_loss_is_unavailable_then_recovers(store: SqlS
     await store.write(inbox.add(T0, "webhook", b"after"))
     rows = await store.read(lambda c: inbox.oldest(c, 10))
     assert [r.payload for r in rows] == [b"before", b"after"]
+
+
+async def test_retention_prunes_only_old_resolved_episodes_in_batches(store: SqlStore) -> None:
+    from itsmd.storage import retention
+
+    old_end = T0 - timedelta(days=100)
+    eps = [episode(f"old{i}", Status.RESOLVED, starts_at=old_end - timedelta(hours=1), ends_at=old_end)
+           for i in range(5)]
+    eps += [episode("recent", Status.RESOLVED), episode("firing-old", starts_at=T0 - timedelta(days=200))]
+    await store.write(lambda c: alerts.save(c, eps))
+    cutoff = T0 - timedelta(days=90)
+    assert await store.write(lambda c: retention.prune_alerts(c, cutoff, 3)) == 3
+    assert await store.write(lambda c: retention.prune_alerts(c, cutoff, 3)) == 2
+    assert await store.write(lambda c: retention.prune_alerts(c, cutoff, 3)) == 0
+    left = await store.read(lambda c: alerts.page(c, alerts.AlertFilter(), 100, None))
+    assert {r["fingerprint"] for r in left} == {"recent", "firing-old"}
+    await store.write(quarantine.add(old_end, "webhook", [("r", {})]))
+    await store.write(quarantine.add(T0, "webhook", [("r", {})]))
+    assert await store.write(lambda c: retention.prune_quarantine(c, cutoff, 10)) == 1

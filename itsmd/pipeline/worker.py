@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from functools import partial
 
@@ -89,23 +90,27 @@ class PipelineWorker:
                 await asyncio.wait_for(self._wake.wait(), self._idle_poll)
 
     def _step(self, conn: Connection, limit: int) -> Step:
+        clock, stage = time.perf_counter, self._metrics.stage_seconds
+        t0 = clock()
         rows = inbox.oldest(conn, limit)
         if not rows:
-            self._metrics.inbox_depth.set(0)
-            self._metrics.inbox_lag.set(0)
             return Step(0, 0)
         items = [
             (row.received_at, a, fingerprint_of(a)) for row in rows for a in Delivery.decode(row.payload).alerts
         ]
+        t1 = clock()
         resolves = {fp for _, a, fp in items if a.status == Status.RESOLVED}
         histories = alerts.histories(conn, {fp for _, _, fp in items}, closed_too=resolves)
         result = dedup(items, histories)
+        t2 = clock()
         alerts.save(conn, result.changed.values())
         inbox.remove(conn, [r.id for r in rows])
+        t3 = clock()
+        stage.labels("normalize").observe(t1 - t0)
+        stage.labels("dedup").observe(t2 - t1)
+        stage.labels("store").observe(t3 - t2)
         for outcome, n in result.outcomes.items():
             self._metrics.episodes.labels(str(outcome)).inc(n)
-        lag = (self._clock.now() - rows[0].received_at).total_seconds()
-        self._metrics.inbox_lag.set(max(0.0, lag))
         return Step(len(rows), len(items))
 
     def _quarantine_oldest(self, conn: Connection) -> None:

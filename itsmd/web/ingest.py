@@ -23,6 +23,7 @@ async def _accept(c: WebContext, source: str, delivery: Delivery, received_at: d
     if delivery.alerts:
         c.wake_pipeline()
     c.metrics.alerts_received.labels(source).inc(len(delivery.alerts) + len(delivery.rejected))
+    c.metrics.alerts_accepted.labels(source).inc(len(delivery.alerts))
     if delivery.rejected:
         c.metrics.alerts_quarantined.labels(source).inc(len(delivery.rejected))
     if delivery.truncated:

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, text
 
 from itsmd.core.access import Permission
 from itsmd.errors import StorageError
+from itsmd.storage import inbox
 from itsmd.web.auth import requires
 from itsmd.web.context import ctx, json_response
 
@@ -18,7 +19,14 @@ READY_TIMEOUT = 2.0
 
 @requires(None)
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(ctx(request).metrics.registry)
+    c = ctx(request)
+    try:  # inbox lag is measured at scrape time, so a stuck pipeline shows as a growing lag
+        depth, oldest = await c.store.read(inbox.lag)
+        c.metrics.inbox_depth.set(depth)
+        c.metrics.inbox_lag.set(max(0.0, (c.clock.now() - oldest).total_seconds()) if oldest else 0.0)
+    except StorageError:
+        pass  # the metrics that do not need the database are still worth serving
+    body = generate_latest(c.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
