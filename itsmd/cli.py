@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+import uvloop
 
 from itsmd import __version__, logs
 from itsmd.config import Config, find_config, load_config
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from itsmd.app import serve  # imported late: `check` needs none of the daemon
 
     try:
-        asyncio.run(serve(config, load, os.environ))
+        uvloop.run(serve(config, load, os.environ))
     except StartupError as e:
         print(f"itsmd: {e}", file=sys.stderr)
         return EXIT_CONFIG
