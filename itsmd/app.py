@@ -15,7 +15,7 @@ from aiohttp import web
 
 from itsmd.clock import Clock, SystemClock
 from itsmd.config import Config
-from itsmd.errors import ConfigError
+from itsmd.errors import ConfigError, StartupError
 from itsmd.metrics import Metrics
 from itsmd.pipeline.worker import PipelineWorker
 from itsmd.reload import plan
@@ -125,7 +125,11 @@ class Daemon:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(tls.cert_file, tls.key_file)
         site = web.TCPSite(self._runner, listen.host, listen.port, ssl_context=context, backlog=1024)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            await self.stop()
+            raise StartupError(f"cannot listen on {listen}: {e.strerror or e}") from e
         log.info("listening", extra={"address": str(listen), "tls": tls is not None})
 
     async def reload(self) -> list[str]:

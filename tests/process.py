@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
@@ -33,6 +34,7 @@ VIEWER_ENV = "ITSMD_VIEWER_TOKEN"
 WEBHOOK = "/api/v1/webhooks/alertmanager"
 ALERTS = "/api/v1/alerts"
 DEFAULT_PORT = 9797  # of `itsmd serve` without a config file
+LOG_MARKER = "=== itsmd-test:"  # starts the lines the harness itself writes into a daemon's log
 LOG_TAIL = 8000  # characters of the daemon's log shown in a failure
 
 # Execs `python -m itsmd ARGS` after asking to be SIGKILLed when the parent (thread) dies; exits at once if
@@ -53,9 +55,13 @@ def itsmd_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "itsmd", *args]
 
 
+# systemd's variables would make a child talk to the service manager that runs the tests.
+_NOT_INHERITED = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID"})
+
+
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a child: ours without ITSMD_* (ITSMD_DATABASE would override the config), plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ITSMD_")}
+    """Our environment without ITSMD_* (ITSMD_DATABASE would override the config) and systemd's, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ITSMD_") and k not in _NOT_INHERITED}
     env.update(extra or {})
     return env
 
@@ -68,7 +74,7 @@ def run_itsmd(*args: str, cwd: Path, env: Mapping[str, str] | None = None,
 
 
 def free_port() -> int:
-    """A loopback TCP port that was free a moment ago (the daemon retries with another if it was taken)."""
+    """A loopback TCP port that was free a moment ago (`ServeProcess.start` picks another if it was taken)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -151,7 +157,7 @@ class ServeProcess:
         assert not self.running, "already running"
         self.starts += 1
         with self.log_file.open("ab") as log:
-            log.write(f"=== itsmd-test: start {self.starts} on port {self.port}\n".encode())
+            log.write(f"{LOG_MARKER} start {self.starts} on port {self.port}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
                 itsmd_argv("serve", *([] if self.config_less else ["-c", str(self.config_file)])), cwd=self.cwd,
@@ -342,7 +348,9 @@ def webhook_body(alerts: list[dict[str, Any]]) -> dict[str, Any]:
             "alerts": alerts}
 
 
-def firing_alert(labels: Mapping[str, str], starts_at: str = "2026-11-25T21:00:00Z") -> dict[str, Any]:
+def firing_alert(labels: Mapping[str, str], starts_at: str | None = None) -> dict[str, Any]:
+    """A firing alert as Alertmanager sends it; `startsAt` defaults to now."""
+    starts_at = starts_at or datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return {"status": "firing", "labels": dict(labels), "annotations": {"summary": "test"},
             "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom/graph",
             "fingerprint": "ignored"}

@@ -33,6 +33,7 @@ BURST_REQUESTS = 64  # each with 10 alerts, all answered, then the daemon is kil
 BURST_TRIES = 5  # bursts until one leaves deliveries in the inbox at the kill
 REPOST_CHANCE = 0.5  # a request that failed is sent again later with this chance, as Alertmanager would
 SETTLE_TIMEOUT = 30.0  # seconds for the pipeline to process the inbox after a restart
+STABLE_FOR = 5.0  # seconds without a change in the alert list that end the wait early
 
 
 @pytest.fixture
@@ -128,22 +129,31 @@ async def kill_with_full_inbox(session: aiohttp.ClientSession, p: ServeProcess, 
         await p.start_async()
         if depth:
             await settle(session, p, ledger, set(ledger.accepted))
+            missing = set(ledger.accepted) - {a["fingerprint"] for a in await fetch_all_alerts(session, p)}
+            assert not missing, (f"after the restart, {len(missing)} accepted alerts are not listed (lost, or "
+                                 f"left in the inbox), e.g. {sorted(missing)[:5]}\n{ledger.context()}")
             ledger.note("burst: the restarted daemon processed the deliveries left in its inbox")
             return
     pytest.fail(f"no burst left deliveries in the inbox; replay on start went untested\n{ledger.context()}")
 
 
 async def settle(session: aiohttp.ClientSession, p: ServeProcess, ledger: Ledger, expected: set[str]) -> None:
-    """Wait until every fingerprint of `expected` is listed (the inbox is consumed in order)."""
+    """Wait until every fingerprint of `expected` is listed (the inbox is consumed in order), or until the
+    listing has not changed for STABLE_FOR seconds: then the caller's assertions say what is missing."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
-    while True:
-        missing = expected - {a["fingerprint"] for a in await fetch_all_alerts(session, p)}
-        if not missing:
+    last: set[str] = set()
+    changed_at = time.monotonic()
+    while time.monotonic() < deadline:
+        listed = {a["fingerprint"] for a in await fetch_all_alerts(session, p)}
+        if expected <= listed:
             return
-        if time.monotonic() > deadline:
-            p.fail(f"{len(missing)} accepted alerts still not listed after {SETTLE_TIMEOUT} s, e.g. "
-                   f"{sorted(missing)[:5]}\n{ledger.context()}")
+        if listed != last:
+            last, changed_at = listed, time.monotonic()
+        elif time.monotonic() - changed_at > STABLE_FOR:
+            ledger.note(f"settle: {len(expected - listed)} accepted alerts missing, no progress for {STABLE_FOR} s")
+            return
         await asyncio.sleep(0.2)
+    ledger.note(f"settle: gave up after {SETTLE_TIMEOUT} s")
 
 
 async def test_kill_9_under_load_loses_and_doubles_nothing(daemons: Daemons) -> None:
@@ -180,7 +190,7 @@ async def test_kill_9_under_load_loses_and_doubles_nothing(daemons: Daemons) -> 
         elif not ledger.accepted[fp] <= a["occurrences"] <= ledger.attempts[fp]:
             wrong.append(f"{fp}: occurrences {a['occurrences']}, sent {ledger.attempts[fp]} times, "
                          f"{ledger.accepted[fp]} answered 200")
-    assert wrong == [], f"{len(wrong)} stored alerts differ from what was sent:\n" + "\n".join(wrong[:10]) + ctx
+    assert wrong == [], f"{len(wrong)} stored alerts differ from what was sent:\n" + "\n".join(wrong[:10]) + "\n" + ctx
     once = [a for a in stored if ledger.attempts[a["fingerprint"]] == 1]
     assert once and all(a["occurrences"] == 1 for a in once)
     reposted = sum(1 for fp in by_fp if ledger.attempts[fp] > 1)
