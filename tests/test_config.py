@@ -57,7 +57,7 @@ reports: {{timezone: UTC, sla: {{P1: {{ack: 5m, restore: 1h}}, P2: {{ack: 15m, r
   weekly: {{cron: "0 8 * * MON", notifier: ops-chat}}}}
 limits: {{max_body_bytes: 10485760, max_alerts_per_request: 10000}}
 retention: {{alerts: 90d, incidents: 730d}}
-ingest: {{resolve_timeout: 5m, pipeline_batch: 500}}
+ingest: {{resolve_timeout: 5m, pipeline_batch: 100}}
 storage: {{sqlite_synchronous: FULL, pool_size: 4}}
 log: {{format: logfmt, level: info}}
 """
@@ -108,7 +108,7 @@ def test_no_config_file_gives_the_defaults_relative_to_cwd(tmp_path: Path) -> No
     assert config.incidents == Incidents(close_after=86400.0, stale_after=32400.0)
     assert config.limits == Limits(max_body_bytes=10485760, max_alerts_per_request=10000)
     assert config.retention == Retention(alerts=90 * 86400.0, incidents=730 * 86400.0)
-    assert config.ingest == Ingest(resolve_timeout=300.0, pipeline_batch=500)
+    assert config.ingest == Ingest(resolve_timeout=300.0, pipeline_batch=100)
     assert config.storage == Storage(sqlite_synchronous="FULL", pool_size=4)
     assert config.log == Log(format="logfmt", level="info")
     assert config.reports.timezone == "UTC"
