@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -9,6 +11,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "itsmd_http_requests", "HTTP requests answered, by route and status code.",
             ["route", "code"], registry=r,
@@ -70,6 +73,24 @@ class Metrics:
         self.config_ok.set(1 if ok else 0)
         if ok and at is not None:
             self.config_time.set(at)
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        """Count and time one answer; the labelled children are cached (looking them up costs per request)."""
+        key = (route, status)
+        pair = self._request_children.get(key)
+        if pair is None:
+            pair = (self.requests.labels(route, str(status)), self.request_seconds.labels(route))
+            self._request_children[key] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
+
+    def count_delivery(self, source: str, accepted: int, quarantined: int, truncated: int) -> None:
+        self.alerts_received.labels(source).inc(accepted + quarantined)
+        self.alerts_accepted.labels(source).inc(accepted)
+        if quarantined:
+            self.alerts_quarantined.labels(source).inc(quarantined)
+        if truncated:
+            self.truncated.inc(truncated)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.write_batch.observe(size)

@@ -50,6 +50,7 @@ class Writer:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Work, asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._loop_ref: asyncio.AbstractEventLoop | None = None
         self._conn: Connection | None = None
         self._stopping = False
         self.batches = 0
@@ -61,7 +62,8 @@ class Writer:
         return self._task is not None and not self._task.done() and not self._stopping
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="itsmd-writer")
+        self._loop_ref = asyncio.get_running_loop()  # looked up once: get_running_loop costs a syscall on 3.11
+        self._task = self._loop_ref.create_task(self._loop(), name="itsmd-writer")
 
     async def stop(self) -> None:
         """Commit what is queued, then stop."""
@@ -78,9 +80,9 @@ class Writer:
 
     async def submit(self, work: Callable[[Connection], T]) -> T:
         """Run `work(conn)` inside a transaction; returns once it is committed."""
-        if self._task is None or self._stopping:
+        if self._task is None or self._stopping or self._loop_ref is None:
             raise StorageUnavailable("the writer is not running")
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[T] = self._loop_ref.create_future()
         self._queue.put_nowait((work, fut))
         return await fut
 

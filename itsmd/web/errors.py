@@ -7,7 +7,6 @@ import logging
 from aiohttp import web
 
 from itsmd.errors import RequestError, StorageError, StorageUnavailable, Unauthenticated
-from itsmd.web.auth import Handler
 
 log = logging.getLogger("itsmd.web")
 
@@ -16,26 +15,23 @@ def error_response(status: int, message: str, **extra: object) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
 
-@web.middleware
-async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Unauthenticated as e:
-        resp = error_response(e.status, str(e))
+def error_answer(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The answer to a request whose handling raised `exc` (the one place errors become HTTP)."""
+    if isinstance(exc, Unauthenticated):
+        resp = error_response(exc.status, str(exc))
         resp.headers["WWW-Authenticate"] = 'Basic realm="itsmd"'
         return resp
-    except RequestError as e:
-        return error_response(e.status, str(e))
-    except StorageUnavailable as e:
-        log.warning("answered 503: %s", e)
+    if isinstance(exc, RequestError):
+        return error_response(exc.status, str(exc))
+    if isinstance(exc, StorageUnavailable):
+        log.warning("answered 503: %s", exc)
         return error_response(503, "storage unavailable; retry later")
-    except StorageError:
-        log.exception("storage error on %s %s", request.method, request.path)
+    if isinstance(exc, StorageError):
+        log.error("storage error on %s %s", request.method, request.path, exc_info=exc)
         return error_response(500, "internal storage error")
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
-        return error_response(e.status, e.reason)
-    except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return error_response(500, "internal error")
+    if isinstance(exc, web.HTTPException) and exc.status >= 400:
+        return error_response(exc.status, exc.reason)
+    if isinstance(exc, web.HTTPException):
+        raise exc  # redirects and the like are answers, not errors
+    log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)
+    return error_response(500, "internal error")

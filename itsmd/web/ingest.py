@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 
 from aiohttp import web
+from sqlalchemy import Connection
 
 from itsmd.core.access import Permission
 from itsmd.pipeline import normalize
 from itsmd.pipeline.delivery import Delivery
 from itsmd.storage import inbox, quarantine
+from itsmd.storage.writer import Rows
 from itsmd.web.auth import requires
 from itsmd.web.context import WebContext, ctx, json_response
 
 
 async def _accept(c: WebContext, source: str, delivery: Delivery, received_at: datetime) -> web.Response:
-    writes = [c.store.write(inbox.add(received_at, source, delivery.encode()))] if delivery.alerts else []
+    writes: list[Rows] = []
+    if delivery.alerts:
+        writes.append(inbox.add(received_at, source, delivery.encode()))
     if delivery.rejected:
-        writes.append(c.store.write(quarantine.add(received_at, source, delivery.rejected)))
-    await asyncio.gather(*writes)
+        writes.append(quarantine.add(received_at, source, delivery.rejected))
+    if len(writes) == 1:
+        await c.store.write(writes[0])
+    elif writes:
+
+        def both(conn: Connection) -> None:
+            for w in writes:
+                w(conn)
+
+        await c.store.write(both)
     if delivery.alerts:
         c.wake_pipeline()
-    c.metrics.alerts_received.labels(source).inc(len(delivery.alerts) + len(delivery.rejected))
-    c.metrics.alerts_accepted.labels(source).inc(len(delivery.alerts))
-    if delivery.rejected:
-        c.metrics.alerts_quarantined.labels(source).inc(len(delivery.rejected))
-    if delivery.truncated:
-        c.metrics.truncated.inc(delivery.truncated)
+    c.metrics.count_delivery(source, len(delivery.alerts), len(delivery.rejected), delivery.truncated)
     return json_response({"accepted": len(delivery.alerts), "quarantined": len(delivery.rejected)})
 
 

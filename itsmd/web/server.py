@@ -1,4 +1,4 @@
-"""The aiohttp application: middlewares (metrics, errors, access) and the route table."""
+"""The aiohttp application: the edge middleware (metrics, access, errors) and the route table."""
 
 from __future__ import annotations
 
@@ -10,45 +10,38 @@ from itsmd.errors import UnsupportedMediaType
 from itsmd.web import alerts, ingest, ops
 from itsmd.web.auth import PRINCIPAL, Handler, check
 from itsmd.web.context import CONTEXT, WebContext, ctx
-from itsmd.web.errors import errors
+from itsmd.web.errors import error_answer
 
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @web.middleware
-async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one middleware (each layer costs on every request): time and count the answer, authenticate and
+    authorise by the handler's permission, insist on JSON for every state change, and map errors to answers."""
     started = time.perf_counter()
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else "unmatched"
-    status = 500
+    c = ctx(request)
+    info = request.match_info
     try:
+        permission = getattr(info.handler, "permission", None)
+        if permission is not None:
+            principal = c.authenticator.authenticate(request.headers.get("Authorization"))
+            check(principal, permission)
+            request[PRINCIPAL] = principal
+        if request.method in _STATE_CHANGING and request.content_type != "application/json":
+            raise UnsupportedMediaType("state-changing requests must be Content-Type: application/json")
         response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as e:
-        status = e.status
-        raise
-    finally:
-        m = ctx(request).metrics
-        m.requests.labels(route, str(status)).inc()
-        m.request_seconds.labels(route).observe(time.perf_counter() - started)
-
-
-@web.middleware
-async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate, authorise by the handler's permission, and insist on JSON for every state change."""
-    permission = getattr(request.match_info.handler, "permission", None)
-    if permission is not None:
-        principal = ctx(request).authenticator.authenticate(request.headers.get("Authorization"))
-        check(principal, permission)
-        request[PRINCIPAL] = principal
-    if request.method in _STATE_CHANGING and request.content_type != "application/json":
-        raise UnsupportedMediaType("state-changing requests must be Content-Type: application/json")
-    return await handler(request)
+    except Exception as e:
+        response = error_answer(request, e)
+    resource = info.route.resource
+    c.metrics.observe_request(
+        resource.canonical if resource is not None else "unmatched", response.status, time.perf_counter() - started
+    )
+    return response
 
 
 def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
-    app = web.Application(middlewares=[observe, errors, access], client_max_size=max_body_bytes)
+    app = web.Application(middlewares=[edge], client_max_size=max_body_bytes)
     app[CONTEXT] = context
     app.router.add_post("/api/v1/webhooks/alertmanager", ingest.alertmanager_webhook)
     app.router.add_post("/api/v2/alerts", ingest.prometheus_push)
