@@ -48,16 +48,20 @@ alerts = Table(
     Column("first_seen_at", UtcDateTime(), nullable=False),
     Column("last_seen_at", UtcDateTime(), nullable=False),
     Column("occurrences", Integer(), nullable=False),
-    Column("incident_id", String(32)),
+    Column("incident_id", Id),
     Column("symptom", String(16)),
     Column("muted_by", String(64)),
     Column("stale", Boolean(), nullable=False, server_default=text("false")),
     Column("flapping", Boolean(), nullable=False, server_default=text("false")),
+    Column("rule", String(200)),  # the rule that routed it (null: unrouted)
+    Column("key", JsonText()),  # its correlation key under that rule
+    Column("key_hash", String(64)),  # sha256 of the key: indexable whatever the label values' size
     Index("alerts_one_firing", "fingerprint", unique=True, postgresql_where=text("status = 'firing'"),
           sqlite_where=text("status = 'firing'")),
     Index("alerts_fingerprint", "fingerprint", "id"),
     Index("alerts_status", "status", "id"),
     Index("alerts_incident", "incident_id"),
+    Index("alerts_pending", "rule", "key_hash", "first_seen_at"),
     Index("alerts_expiry", "expires_at", postgresql_where=text("expires_at IS NOT NULL"),
           sqlite_where=text("expires_at IS NOT NULL")),
 )
@@ -71,4 +75,66 @@ quarantine = Table(
     Column("source", String(16), nullable=False),
     Column("reason", JsonText(), nullable=False),
     Column("alert", JsonText(), nullable=False),
+)
+
+UNRESOLVED = text("state IN ('open', 'acknowledged')")
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rule", String(200), nullable=False),
+    Column("key", JsonText(), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("title", JsonText(), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("priority", String(2), nullable=False),
+    Column("impact", String(8), nullable=False),
+    Column("urgency", String(8), nullable=False),
+    Column("service", String(200)),
+    Column("owner", String(200)),
+    Column("assignee", JsonText()),
+    Column("labels", JsonText(), nullable=False),  # labels common to its alerts (template context)
+    Column("alert_count", Integer(), nullable=False),
+    Column("firing_count", Integer(), nullable=False),
+    Column("detected_at", UtcDateTime(), nullable=False),
+    Column("opened_at", UtcDateTime(), nullable=False),
+    Column("acknowledged_at", UtcDateTime()),
+    Column("restored_at", UtcDateTime()),
+    Column("resolved_at", UtcDateTime()),
+    Column("closed_at", UtcDateTime()),
+    Column("resolution", String(20)),
+    Column("problem_id", BigInteger()),
+    Column("previous_incident_id", BigInteger()),
+    Column("reopen_count", Integer(), nullable=False),
+    Column("flapping", Boolean(), nullable=False),
+    Column("signal_lost", Boolean(), nullable=False),
+    Column("resolve_at", UtcDateTime()),  # deadline: resolve (quiet policy) unless an alert fires again
+    Column("close_at", UtcDateTime()),  # deadline: close a resolved incident
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("incidents_one_unresolved", "rule", "key_hash", unique=True,
+          postgresql_where=UNRESOLVED, sqlite_where=UNRESOLVED),
+    Index("incidents_key", "rule", "key_hash", "id"),
+    Index("incidents_state", "state", "id"),
+    Index("incidents_resolve_at", "resolve_at", postgresql_where=text("resolve_at IS NOT NULL"),
+          sqlite_where=text("resolve_at IS NOT NULL")),
+    Index("incidents_close_at", "close_at", postgresql_where=text("close_at IS NOT NULL"),
+          sqlite_where=text("close_at IS NOT NULL")),
+)
+
+# The append-only timeline of every incident, hash-chained (prev_hash, hash) for the audit.
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("entity", String(16), nullable=False),  # incident | problem | run | config ...
+    Column("entity_id", BigInteger()),
+    Column("actor", JsonText(), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("reason", JsonText(), nullable=False),
+    Column("data", JsonText(), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("events_entity", "entity", "entity_id", "id"),
 )

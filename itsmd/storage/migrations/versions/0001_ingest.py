@@ -42,7 +42,7 @@ def upgrade() -> None:
         sa.Column("first_seen_at", UtcDateTime(), nullable=False),
         sa.Column("last_seen_at", UtcDateTime(), nullable=False),
         sa.Column("occurrences", sa.Integer(), nullable=False),
-        sa.Column("incident_id", sa.String(32)),
+        sa.Column("incident_id", Id),
         sa.Column("symptom", sa.String(16)),
         sa.Column("muted_by", sa.String(64)),
         sa.Column("stale", sa.Boolean(), nullable=False, server_default=sa.text("false")),

@@ -1,0 +1,162 @@
+"""Incidents in the database: lookups by rule and key, creation, updates, derived counts, listings, deadlines."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, func, insert, or_, select, tuple_, update
+
+from itsmd.core.alert import Status
+from itsmd.core.incident import UNRESOLVED, Counts
+from itsmd.storage.tables import alerts, incidents
+
+Pair = tuple[str, str]  # (rule, key_hash)
+Row = dict[str, Any]
+_CHUNK = 400
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _chunks(items: list[Pair]) -> Iterable[list[Pair]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def unresolved(conn: Connection, pairs: Collection[Pair]) -> dict[Pair, Row]:
+    out: dict[Pair, Row] = {}
+    for chunk in _chunks(list(pairs)):
+        q = select(incidents).where(
+            tuple_(incidents.c.rule, incidents.c.key_hash).in_(chunk), incidents.c.state.in_(UNRESOLVED)
+        )
+        out.update({(r.rule, r.key_hash): dict(r._mapping) for r in conn.execute(q)})
+    return out
+
+
+def latest(conn: Connection, pairs: Collection[Pair]) -> dict[Pair, Row]:
+    """The newest incident of each rule and key, whatever its state."""
+    out: dict[Pair, Row] = {}
+    for chunk in _chunks(list(pairs)):
+        newest = (
+            select(func.max(incidents.c.id))
+            .where(tuple_(incidents.c.rule, incidents.c.key_hash).in_(chunk))
+            .group_by(incidents.c.rule, incidents.c.key_hash)
+        )
+        q = select(incidents).where(incidents.c.id.in_(newest.scalar_subquery()))
+        out.update({(r.rule, r.key_hash): dict(r._mapping) for r in conn.execute(q)})
+    return out
+
+
+def of_rules(conn: Connection, rules: Collection[str]) -> list[Row]:
+    """Unresolved incidents of the given rules (the causes that may take symptoms)."""
+    if not rules:
+        return []
+    q = select(incidents).where(incidents.c.rule.in_(list(rules)), incidents.c.state.in_(UNRESOLVED))
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def create(conn: Connection, values: Row) -> int:
+    return int(conn.execute(insert(incidents).values(values).returning(incidents.c.id)).scalar_one())
+
+
+def change(conn: Connection, incident_id: int, values: Row) -> None:
+    if values:
+        conn.execute(update(incidents).where(incidents.c.id == incident_id).values(values))
+
+
+def get(conn: Connection, incident_id: int) -> Row | None:
+    r = conn.execute(select(incidents).where(incidents.c.id == incident_id)).first()
+    return dict(r._mapping) if r else None
+
+
+def waiting(conn: Connection, rule: str, khash: str, since: datetime) -> list[Row]:
+    """Alerts of a rule and key not yet in an incident, first seen since `since` (toward min_alerts)."""
+    q = select(alerts.c.id, alerts.c.starts_at, alerts.c.labels, alerts.c.status).where(
+        alerts.c.rule == rule, alerts.c.key_hash == khash, alerts.c.incident_id.is_(None),
+        alerts.c.first_seen_at >= since, alerts.c.symptom.is_(None),
+    )
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def attach(conn: Connection, alert_ids: Collection[int], incident_id: int) -> None:
+    if alert_ids:
+        conn.execute(update(alerts).where(alerts.c.id.in_(list(alert_ids))).values(incident_id=incident_id))
+
+
+def counts(conn: Connection, ids: Collection[int]) -> dict[int, Counts]:
+    firing = alerts.c.status == Status.FIRING
+    cause = alerts.c.symptom.is_(None)
+    one = 1
+
+    def n(cond: Any) -> Any:
+        return func.sum(case((cond, one), else_=0))
+
+    q = (
+        select(alerts.c.incident_id, func.count(), n(firing), n(cause), n(and_(firing, cause)),
+               n(and_(firing, alerts.c.stale)))
+        .where(alerts.c.incident_id.in_(list(ids)))
+        .group_by(alerts.c.incident_id)
+    )
+    out = {i: Counts(0, 0, 0, 0, 0) for i in ids}
+    for r in conn.execute(q):
+        out[r[0]] = Counts(int(r[1]), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0), int(r[5] or 0))
+    return out
+
+
+def move_alerts(conn: Connection, source: int, target: int) -> None:
+    conn.execute(update(alerts).where(alerts.c.incident_id == source).values(incident_id=target))
+
+
+def due(conn: Connection, column: str, now: datetime, limit: int) -> list[Row]:
+    col = incidents.c[column]
+    q = select(incidents).where(col.is_not(None), col <= now).order_by(col).limit(limit)
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentFilter:
+    state: str | None = None
+    service: str | None = None
+    priority: str | None = None
+    since: datetime | None = None
+
+
+def page(conn: Connection, f: IncidentFilter, limit: int, before_id: int | None) -> list[Row]:
+    q = select(incidents).order_by(incidents.c.id.desc()).limit(limit)
+    if before_id is not None:
+        q = q.where(incidents.c.id < before_id)
+    if f.state is not None:
+        q = q.where(incidents.c.state == f.state)
+    if f.service is not None:
+        q = q.where(incidents.c.service == f.service)
+    if f.priority is not None:
+        q = q.where(incidents.c.priority == f.priority)
+    if f.since is not None:
+        q = q.where(incidents.c.opened_at >= f.since)
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def alerts_of(conn: Connection, incident_id: int, limit: int = 1000) -> list[Row]:
+    q = select(alerts).where(alerts.c.incident_id == incident_id).order_by(alerts.c.id).limit(limit)
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def stale_firing(conn: Connection, before: datetime, limit: int) -> list[Row]:
+    """Firing alerts not refreshed since `before` and not yet flagged stale."""
+    q = (
+        select(alerts.c.id, alerts.c.incident_id)
+        .where(alerts.c.status == Status.FIRING, alerts.c.last_seen_at < before,
+               or_(alerts.c.stale.is_(False), alerts.c.stale.is_(None)))
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def flag_stale(conn: Connection, alert_ids: Collection[int]) -> None:
+    if alert_ids:
+        conn.execute(update(alerts).where(alerts.c.id.in_(list(alert_ids))).values(stale=True))
