@@ -12,6 +12,7 @@ import uvloop
 
 from itsmd import __version__, logs
 from itsmd.config import Config, find_config, load_config
+from itsmd.config.rules import load_rules
 from itsmd.errors import ConfigError, ItsmdError, StartupError
 
 EXIT_PROBLEMS = 1
@@ -35,18 +36,24 @@ def _loader(arg: str | None) -> Callable[[], Config]:
     return lambda: load_config(path, env, cwd)
 
 
+def _check(load: Callable[[], Config]) -> int:
+    """Validate the config file, then the rules it names; print every problem."""
+    try:
+        config = load()
+        rules = load_rules(config.rules, notifiers=[n.name for n in config.notifiers])
+    except ConfigError as e:
+        for problem in e.problems:
+            print(problem)
+        return EXIT_PROBLEMS
+    print(f"ok ({len(rules.rules)} rules)" if rules.rules else "ok")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     load = _loader(args.config)
     if args.command == "check":
-        try:
-            load()
-        except ConfigError as e:
-            for problem in e.problems:
-                print(problem)
-            return EXIT_PROBLEMS
-        print("ok")
-        return 0
+        return _check(load)
     try:
         config = load()
     except ConfigError as e:

@@ -337,3 +337,15 @@ def test_shipped_example_rules_load() -> None:
     catch_all = rules.route({"alertname": "Other", "severity": "critical"})
     assert catch_all is not None and catch_all.title.render(catch_all.context({"alertname": "Other"})) == "Other"
     assert catch_all.priority(catch_all.context({})) == "P2"
+
+
+def test_itsmd_check_reports_rule_problems(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "bad.yaml").write_text("rules:\n  - name: x\n    match: ['alertname=~\"(\"']\n    group_by: []\n")
+    out = subprocess.run([sys.executable, "-m", "itsmd", "check"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1
+    assert "bad.yaml: rules[0].match[0]:" in out.stdout, out.stdout
