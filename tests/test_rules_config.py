@@ -344,7 +344,8 @@ def test_itsmd_check_reports_rule_problems(tmp_path: Path) -> None:
     import sys
 
     (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "bad.yaml").write_text("rules:\n  - name: x\n    match: ['alertname=~\"(\"']\n    group_by: []\n")
+    bad = "rules:\n  - name: x\n    match: ['alertname=~\"(\"']\n    group_by: []\n"
+    (tmp_path / "rules" / "bad.yaml").write_text(bad)
     out = subprocess.run([sys.executable, "-m", "itsmd", "check"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 1
