@@ -250,3 +250,8 @@ async def test_retention_removes_old_resolved_alerts_and_keeps_firing(
     metrics = await (await client.get("/metrics")).text()
     assert 'itsmd_retention_pruned_total{table="alerts"} 1.0' in metrics
     assert "itsmd_inbox_lag_seconds 0.0" in metrics and "itsmd_pipeline_stage_duration_seconds_count" in metrics
+
+
+async def test_incident_filter_takes_display_ids(client: Client) -> None:
+    assert (await client.get(ALERTS, headers=VIEW, params={"incident": "INC-7"})).status == 200
+    assert (await client.get(ALERTS, headers=VIEW, params={"incident": "7"})).status == 400

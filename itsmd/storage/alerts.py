@@ -112,7 +112,7 @@ def expiring(conn: Connection, now: datetime, limit: int) -> list[Episode]:
 @dataclass(frozen=True, slots=True)
 class AlertFilter:
     status: Status | None = None
-    incident_id: str | None = None
+    incident_id: int | None = None
     unrouted: bool | None = None
     fingerprint: str | None = None
 

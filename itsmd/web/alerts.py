@@ -8,6 +8,7 @@ from aiohttp import web
 
 from itsmd.core.access import Permission
 from itsmd.core.alert import Status
+from itsmd.core.incident import display_id, parse_id
 from itsmd.core.timestamp import format_time
 from itsmd.errors import BadRequest
 from itsmd.storage import alerts, quarantine
@@ -29,12 +30,21 @@ def alert_json(r: dict[str, Any]) -> dict[str, Any]:
         "first_seen_at": format_time(r["first_seen_at"]),
         "last_seen_at": format_time(r["last_seen_at"]),
         "occurrences": r["occurrences"],
-        "incident_id": r["incident_id"],
+        "incident_id": display_id(r["incident_id"]) if r["incident_id"] is not None else None,
         "symptom": r["symptom"],
         "muted_by": r["muted_by"],
         "stale": bool(r["stale"]),
         "flapping": bool(r["flapping"]),
     }
+
+
+def _incident(text: str | None) -> int | None:
+    if not text:
+        return None
+    number = parse_id(text)
+    if number is None:
+        raise BadRequest("incident must look like INC-123")
+    return number
 
 
 def _flag(request: web.Request, name: str) -> bool | None:
@@ -55,7 +65,7 @@ async def list_alerts(request: web.Request) -> web.Response:
         raise BadRequest("status must be firing or resolved")
     f = alerts.AlertFilter(
         status=Status(status) if status else None,
-        incident_id=request.query.get("incident") or None,
+        incident_id=_incident(request.query.get("incident")),
         unrouted=_flag(request, "unrouted"),
         fingerprint=request.query.get("fingerprint") or None,
     )
