@@ -16,6 +16,8 @@ from aiohttp import web
 
 from itsmd.clock import Clock, SystemClock
 from itsmd.config import Config
+from itsmd.config.rules import load_rules
+from itsmd.core.rule import RuleSet
 from itsmd.errors import ConfigError, StartupError
 from itsmd.metrics import Metrics
 from itsmd.pipeline.worker import PipelineWorker
@@ -48,6 +50,11 @@ def authenticator(config: Config) -> Authenticator:
     return Authenticator([Credential(t.name, t.role, t.sha256) for t in tokens])
 
 
+def rules_of(config: Config) -> RuleSet:
+    """The rules the configuration names; ConfigError with every problem."""
+    return load_rules(config.rules, notifiers=[n.name for n in config.notifiers])
+
+
 class Daemon:
     def __init__(
         self,
@@ -74,6 +81,7 @@ class Daemon:
         self.pipeline = PipelineWorker(
             self.store, self.clock, self.metrics,
             batch=config.ingest.pipeline_batch, idle_poll=self.timers.pipeline_poll,
+            rules=rules_of(config), close_after=config.incidents.close_after,
         )
         self.scheduler = Scheduler()
         self._ready = False
@@ -136,16 +144,21 @@ class Daemon:
     async def reload(self) -> list[str]:
         """Load the configuration again; adopt it whole or not at all. Returns the problems."""
         assert self._loader is not None
+        rules = None
         try:
             new = await asyncio.to_thread(self._loader)
             problems = plan(self.config, new).problems
+            rules = await asyncio.to_thread(rules_of, new)
         except ConfigError as e:
             problems = e.problems
         if problems:
             self.metrics.config_loaded(False, None)
             log.warning("reload failed; the running configuration is kept", extra={"problems": problems})
             return problems
+        assert rules is not None
         self.config = new
+        self.pipeline.rules = rules
+        self.pipeline.close_after = new.incidents.close_after
         self.web.authenticator = authenticator(new)
         self.web.max_alerts_per_request = new.limits.max_alerts_per_request
         self.web.resolve_timeout = new.ingest.resolve_timeout

@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         uvloop.run(serve(config, load, os.environ))
+    except ConfigError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
     except StartupError as e:
         print(f"itsmd: {e}", file=sys.stderr)
         return EXIT_CONFIG

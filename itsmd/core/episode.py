@@ -39,6 +39,10 @@ class Episode:
     first_seen_at: datetime
     last_seen_at: datetime
     occurrences: int
+    rule: str | None = None  # the rule that routed it (set when the episode begins)
+    key: str | None = None  # its correlation key under that rule
+    key_hash: str | None = None
+    incident_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,7 @@ def merge(history: History, fp: str, alert: IncomingAlert, now: datetime) -> Mer
                 open_.id, fp, open_.labels, alert.annotations, Status.FIRING,
                 min(open_.starts_at, alert.starts_at), None, alert.expires_at, alert.generator_url,
                 open_.first_seen_at, max(open_.last_seen_at, now), open_.occurrences + 1,
+                open_.rule, open_.key, open_.key_hash, open_.incident_id,
             )
             return Merge(Outcome.REFRESHED, History(ep, closed), ep)
         if closed is not None and closed.ends_at is not None and alert.starts_at <= closed.ends_at:

@@ -14,11 +14,13 @@ from sqlalchemy import Connection
 from itsmd.clock import Clock
 from itsmd.core.alert import Status
 from itsmd.core.episode import Outcome, expire
+from itsmd.core.rule import RuleSet
 from itsmd.errors import StorageError
 from itsmd.metrics import Metrics
+from itsmd.pipeline.correlate import place_new, route, settle
 from itsmd.pipeline.dedup import dedup, fingerprint_of
 from itsmd.pipeline.delivery import Delivery
-from itsmd.storage import alerts, inbox, quarantine
+from itsmd.storage import alerts, events, inbox, quarantine
 from itsmd.storage.store import SqlStore
 
 log = logging.getLogger("itsmd.pipeline")
@@ -32,8 +34,11 @@ class Step:
 
 class PipelineWorker:
     def __init__(
-        self, store: SqlStore, clock: Clock, metrics: Metrics, batch: int = 500, idle_poll: float = 1.0
+        self, store: SqlStore, clock: Clock, metrics: Metrics, batch: int = 500, idle_poll: float = 1.0,
+        rules: RuleSet | None = None, close_after: float = 86400.0,
     ) -> None:
+        self.rules = rules or RuleSet(())  # swapped whole on reload; each batch reads it once
+        self.close_after = close_after
         self._store = store
         self._clock = clock
         self._metrics = metrics
@@ -103,12 +108,20 @@ class PipelineWorker:
         histories = alerts.histories(conn, {fp for _, _, fp in items}, closed_too=resolves)
         result = dedup(items, histories)
         t2 = clock()
+        rules, now = self.rules, self._clock.now()
+        route(rules, result.changed)
+        found = place_new(conn, rules, result.changed, now)
+        t3 = clock()
         alerts.save(conn, result.changed.values())
         inbox.remove(conn, [r.id for r in rows])
-        t3 = clock()
+        cleared = {ep.incident_id for ep in result.changed.values() if ep.incident_id and ep.status == Status.RESOLVED}
+        settle(conn, rules, found.touched | cleared, self.close_after, now, found)
+        events.append(conn, found.events)
+        t4 = clock()
         stage.labels("normalize").observe(t1 - t0)
         stage.labels("dedup").observe(t2 - t1)
-        stage.labels("store").observe(t3 - t2)
+        stage.labels("correlate").observe(t3 - t2)
+        stage.labels("store").observe(t4 - t3)
         for outcome, n in result.outcomes.items():
             self._metrics.episodes.labels(str(outcome)).inc(n)
         return Step(len(rows), len(items))

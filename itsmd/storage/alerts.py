@@ -17,6 +17,7 @@ from itsmd.storage.tables import alerts
 _STATE_COLS = (
     alerts.c.id, alerts.c.fingerprint, alerts.c.status, alerts.c.starts_at, alerts.c.ends_at,
     alerts.c.expires_at, alerts.c.first_seen_at, alerts.c.last_seen_at, alerts.c.occurrences,
+    alerts.c.rule, alerts.c.key_hash, alerts.c.incident_id,
 )
 _CHUNK = 500  # bound parameters per IN (...) query
 
@@ -27,6 +28,7 @@ def _episode(r: Row[Any]) -> Episode:
         id=r.id, fingerprint=r.fingerprint, labels=None, annotations=None, status=Status(r.status),
         starts_at=r.starts_at, ends_at=r.ends_at, expires_at=r.expires_at, generator_url=None,
         first_seen_at=r.first_seen_at, last_seen_at=r.last_seen_at, occurrences=r.occurrences,
+        rule=r.rule, key_hash=r.key_hash, incident_id=r.incident_id,
     )
 
 
@@ -66,7 +68,8 @@ def _values(ep: Episode) -> dict[str, Any]:
         "status": str(ep.status), "starts_at": ep.starts_at, "ends_at": ep.ends_at,
         "expires_at": ep.expires_at, "generator_url": ep.generator_url,
         "first_seen_at": ep.first_seen_at, "last_seen_at": ep.last_seen_at,
-        "occurrences": ep.occurrences,
+        "occurrences": ep.occurrences, "rule": ep.rule, "key": ep.key, "key_hash": ep.key_hash,
+        "incident_id": ep.incident_id,
     }
 
 

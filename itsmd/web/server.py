@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from itsmd.errors import UnsupportedMediaType
-from itsmd.web import alerts, ingest, ops
+from itsmd.web import alerts, incidents, ingest, ops
 from itsmd.web.auth import PRINCIPAL, Handler, check
 from itsmd.web.context import CONTEXT, WebContext, ctx
 from itsmd.web.errors import error_answer
@@ -47,6 +47,8 @@ def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
     app.router.add_post("/api/v2/alerts", ingest.prometheus_push)
     app.router.add_get("/api/v1/alerts", alerts.list_alerts)
     app.router.add_get("/api/v1/quarantine", alerts.list_quarantine)
+    app.router.add_get("/api/v1/incidents", incidents.list_incidents)
+    app.router.add_get("/api/v1/incidents/{id}", incidents.get_incident)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)

@@ -1,0 +1,162 @@
+"""Correlate stage: new episodes are routed by the rules and placed into incidents; alert changes move incidents.
+
+Runs inside the pipeline's transaction, after dedup: what it decides commits together with the episodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from itsmd.core.alert import Status
+from itsmd.core.episode import Episode
+from itsmd.core.incident import Placement, Resolution, State, common_labels, display_id, place, progress
+from itsmd.core.priority import parse_level, priority
+from itsmd.core.rule import DEFAULT_IMPACT, DEFAULT_TITLE, DEFAULT_URGENCY, Rule, RuleSet
+from itsmd.storage import incidents
+from itsmd.storage.events import Event
+from itsmd.storage.incidents import key_hash
+
+SYSTEM = "system"
+
+
+@dataclass
+class Correlation:
+    touched: set[int] = field(default_factory=set)  # incidents whose alerts changed
+    events: list[Event] = field(default_factory=list)
+
+
+def route(rules: RuleSet, changed: dict[int, Episode]) -> None:
+    """Give each episode that begins in this batch its rule and key (first matching rule wins)."""
+    for eid, ep in list(changed.items()):
+        if eid < 0 and ep.rule is None and ep.labels is not None:
+            rule = rules.route(ep.labels)
+            if rule is not None:
+                key = rule.key(ep.labels)
+                changed[eid] = replace(ep, rule=rule.name, key=key, key_hash=key_hash(key))
+
+
+def _render(rule: Rule, labels: dict[str, str], count: int, incident: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Title, impact, urgency and priority from the rule's templates; a failing template falls back to the
+    default and says why (alert values are data in the context, never templates)."""
+    context = rule.context(labels, incident=incident, service={"name": None, "tier": None, "owner": None})
+    context["alert_count"] = count
+    problems: list[str] = []
+    try:
+        title = rule.title.render(context)
+    except ValueError as e:
+        title = DEFAULT_TITLE.render(context)
+        problems.append(f"title: {e}")
+    try:
+        impact, urgency = rule.impact_level(context), rule.urgency_level(context)
+    except ValueError as e:
+        impact = parse_level(DEFAULT_IMPACT.render(context))
+        urgency = parse_level(DEFAULT_URGENCY.render(context))
+        problems.append(f"impact/urgency: {e}")
+    values = {"title": title, "impact": str(impact), "urgency": str(urgency),
+              "priority": str(priority(impact, urgency))}
+    return values, "; ".join(problems)
+
+
+def place_new(conn: Connection, rules: RuleSet, changed: dict[int, Episode], now: datetime) -> Correlation:
+    """Place every routed episode that begins firing in this batch (in arrival order)."""
+    out = Correlation()
+    fresh = sorted((eid for eid, ep in changed.items() if eid < 0 and ep.rule and ep.status == Status.FIRING),
+                   reverse=True)  # provisional ids count down in arrival order
+    if not fresh:
+        return out
+    pairs = {(changed[eid].rule, changed[eid].key_hash) for eid in fresh}
+    open_ = incidents.unresolved(conn, pairs)  # type: ignore[arg-type]
+    last = incidents.latest(conn, pairs)  # type: ignore[arg-type]
+    waiting_here: dict[tuple[str, str], list[int]] = {}
+    for eid in fresh:
+        ep = changed[eid]
+        assert ep.rule is not None and ep.key_hash is not None and ep.labels is not None
+        rule = rules.by_name(ep.rule)
+        if rule is None:
+            continue
+        pair = (ep.rule, ep.key_hash)
+        latest = last.get(pair)
+        resolved_at = latest["resolved_at"] if latest and latest["state"] == State.RESOLVED else None
+        stored = [] if pair in open_ else incidents.waiting(conn, rule.name, ep.key_hash,
+                                                           now - timedelta(seconds=rule.window))
+        mine = waiting_here.setdefault(pair, [])
+        decision = place(pair in open_, resolved_at, rule.reopen_within, len(stored) + len(mine) + 1,
+                         rule.min_alerts, now)
+        if decision == Placement.PENDING:
+            mine.append(eid)
+            continue
+        if decision == Placement.REOPEN:
+            assert latest is not None
+            incidents.change(conn, latest["id"], {
+                "state": State.OPEN, "reopen_count": latest["reopen_count"] + 1, "resolved_at": None,
+                "resolution": None, "close_at": None, "resolve_at": None, "updated_at": now,
+            })
+            open_[pair] = {**latest, "state": State.OPEN}
+            out.events.append(Event(now, "incident", latest["id"], SYSTEM, "reopened",
+                                    f"an alert fired within reopen_within of the resolution ({rule.name})"))
+        elif decision == Placement.OPEN:
+            open_[pair] = _open(conn, rule, ep, stored, [changed[i] for i in mine], latest, now, out)
+            for other in mine:
+                changed[other] = replace(changed[other], incident_id=open_[pair]["id"])
+            mine.clear()
+        incident = open_[pair]
+        changed[eid] = replace(ep, incident_id=incident["id"])
+        out.touched.add(incident["id"])
+        out.events.append(Event(now, "incident", incident["id"], SYSTEM, "alert_joined",
+                                f"{decision}: an alert fired", {"fingerprint": ep.fingerprint}))
+    return out
+
+
+def _open(conn: Connection, rule: Rule, ep: Episode, stored: list[dict[str, Any]], batch: list[Episode],
+          latest: dict[str, Any] | None, now: datetime, out: Correlation) -> dict[str, Any]:
+    assert ep.labels is not None and ep.key is not None and ep.key_hash is not None
+    labels: dict[str, str] | None = None
+    for lab in [r["labels"] for r in stored] + [dict(b.labels or {}) for b in batch] + [dict(ep.labels)]:
+        labels = common_labels(labels, lab)
+    starts = [r["starts_at"] for r in stored] + [b.starts_at for b in batch] + [ep.starts_at]
+    count = len(starts)
+    rendered, problem = _render(rule, labels or {}, count, {"state": State.OPEN})
+    values = {
+        "rule": rule.name, "key": ep.key, "key_hash": ep.key_hash, "state": State.OPEN, **rendered,
+        "labels": labels or {}, "alert_count": count, "firing_count": count, "detected_at": min(starts),
+        "opened_at": now, "reopen_count": 0, "flapping": False, "signal_lost": False, "updated_at": now,
+        "previous_incident_id": latest["id"] if latest else None,
+    }
+    new_id = incidents.create(conn, values)
+    incidents.attach(conn, [r["id"] for r in stored], new_id)
+    reason = f"rule {rule.name}: {count} alert(s) within the window (min_alerts {rule.min_alerts})"
+    out.events.append(Event(now, "incident", new_id, SYSTEM, "opened", reason,
+                            {"key": ep.key, "previous_incident_id": display_id(latest["id"]) if latest else None}))
+    if problem:
+        out.events.append(Event(now, "incident", new_id, SYSTEM, "template_error", problem))
+    return {**values, "id": new_id}
+
+
+def settle(conn: Connection, rules: RuleSet, ids: Iterable[int], close_after: float, now: datetime,
+           out: Correlation) -> None:
+    """Recount the touched incidents' alerts and apply each rule's resolve policy."""
+    ids = set(ids)
+    if not ids:
+        return
+    for incident_id, counts in incidents.counts(conn, ids).items():
+        row = incidents.get(conn, incident_id)
+        if row is None:
+            continue
+        values: dict[str, Any] = {"alert_count": counts.alerts, "firing_count": counts.firing,
+                                  "signal_lost": counts.stale > 0, "updated_at": now}
+        rule = rules.by_name(row["rule"])
+        if rule is not None and row["state"] in (State.OPEN, State.ACKNOWLEDGED):
+            p = progress(str(rule.resolve.kind), rule.resolve.quiet, counts, None, now)
+            values["restored_at"] = p.restored_at or row["restored_at"]
+            values["resolve_at"] = (row["resolve_at"] or p.resolve_at) if p.resolve_at else None
+            if p.resolve:
+                values.update(state=State.RESOLVED, resolved_at=now, resolution=Resolution.SELF_HEALED,
+                              resolve_at=None, close_at=now + timedelta(seconds=close_after))
+                out.events.append(Event(now, "incident", incident_id, SYSTEM, "resolved",
+                                        f"{p.reason} ({Resolution.SELF_HEALED})"))
+        incidents.change(conn, incident_id, values)

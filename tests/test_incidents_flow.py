@@ -1,0 +1,133 @@
+"""Alerts become incidents through the running daemon (real pipeline, real store on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from itsmd.app import Daemon
+from itsmd.clock import FakeClock
+from itsmd.core.access import Role
+from tests import daemon as d
+from tests.conftest import POSTGRES_URL, reset_postgres
+
+Client = TestClient  # type: ignore[type-arg]
+ING, VIEW = d.bearer(Role.INGEST), d.bearer(Role.VIEWER)
+RULES = """
+rules:
+  - name: disk-low
+    match: ['alertname="DiskSpaceLow"']
+    group_by: [cluster]
+    min_alerts: 2
+    window: 5m
+    reopen_within: 30m
+    title: "{{ labels.cluster }}: disk low on {{ alert_count }} nodes"
+    urgency: "{{ 'high' if labels.severity == 'critical' else 'medium' }}"
+  - name: anything-critical
+    match: ['severity="critical"']
+    group_by: [alertname]
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Daemon, FakeClock]]:
+    database = None
+    if request.param == "postgres":
+        if not POSTGRES_URL:
+            pytest.skip("set ITSMD_TEST_POSTGRES to run the PostgreSQL flow")
+        reset_postgres(POSTGRES_URL).engine.dispose()
+        database = POSTGRES_URL
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "main.yaml").write_text(RULES)
+    clock = FakeClock(datetime(2026, 11, 25, 22, 0, tzinfo=UTC))
+    dm = d.daemon(d.config(tmp_path, database=database), clock)
+    await dm.start_core()
+    yield dm, clock
+    await dm.stop()
+
+
+@pytest.fixture
+async def client(running: tuple[Daemon, FakeClock], aiohttp_client: Callable[..., Awaitable[Client]]) -> Client:
+    return await aiohttp_client(running[0].app)
+
+
+def alert(name: str, status: str = "firing", starts: str = "2026-11-25T21:50:00Z", **labels: str) -> dict[str, Any]:
+    return {"status": status, "labels": {"alertname": name, **labels}, "annotations": {}, "startsAt": starts,
+            "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-25T21:59:00Z"}
+
+
+async def send(client: Client, dm: Daemon, *alerts: dict[str, Any]) -> None:
+    resp = await client.post("/api/v1/webhooks/alertmanager", json={"version": "4", "alerts": list(alerts)},
+                             headers=ING)
+    assert resp.status == 200
+    await dm.pipeline.drain()
+
+
+async def get(client: Client, path: str, **params: str) -> Any:
+    resp = await client.get(path, headers=VIEW, params=params)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_min_alerts_open_resolve_and_reopen(client: Client, running: tuple[Daemon, FakeClock]) -> None:
+    dm, clock = running
+    node1 = alert("DiskSpaceLow", cluster="eu", instance="n1", severity="critical", starts="2026-11-25T21:40:00Z")
+    await send(client, dm, node1)
+    assert (await get(client, "/api/v1/incidents"))["items"] == []
+    [waiting] = (await get(client, "/api/v1/alerts", unrouted="true"))["items"]
+    assert waiting["incident_id"] is None
+
+    clock.advance(60)
+    await send(client, dm, alert("DiskSpaceLow", cluster="eu", instance="n2", severity="critical"))
+    [inc] = (await get(client, "/api/v1/incidents"))["items"]
+    assert inc["state"] == "open" and inc["rule"] == "disk-low" and inc["alert_count"] == 2
+    assert inc["title"] == "eu: disk low on 2 nodes" and inc["priority"] == "P2"  # impact medium x urgency high
+    assert inc["detected_at"] == "2026-11-25T21:40:00.000000Z" and inc["opened_at"] == "2026-11-25T22:01:00.000000Z"
+    assert inc["labels"] == {"alertname": "DiskSpaceLow", "cluster": "eu", "severity": "critical"}
+
+    clock.advance(60)
+    resolved = [alert("DiskSpaceLow", "resolved", cluster="eu", instance=n, severity="critical",
+                      starts="2026-11-25T21:40:00Z") for n in ("n1", "n2")]
+    await send(client, dm, *resolved)
+    detail = await get(client, f"/api/v1/incidents/{inc['id']}")
+    assert detail["state"] == "resolved" and detail["resolution"] == "self_healed"
+    assert detail["firing_count"] == 0 and detail["restored_at"] == detail["resolved_at"]
+    assert [e["action"] for e in detail["timeline"]] == ["opened", "alert_joined", "resolved"]
+    assert len(detail["alerts"]) == 2
+
+    clock.advance(600)  # within reopen_within: the same key reopens the incident
+    await send(client, dm, alert("DiskSpaceLow", cluster="eu", instance="n1", severity="critical",
+                                 starts="2026-11-25T22:10:00Z"))
+    detail = await get(client, f"/api/v1/incidents/{inc['id']}")
+    assert detail["state"] == "open" and detail["reopen_count"] == 1 and detail["resolution"] is None
+    assert detail["timeline"][-2]["action"] == "reopened"
+
+
+async def test_first_matching_rule_wins_and_unrouted_alerts_are_kept(
+    client: Client, running: tuple[Daemon, FakeClock]
+) -> None:
+    dm, _ = running
+    await send(client, dm, alert("HighCpu", severity="critical", instance="a"),
+               alert("Whatever", severity="info"))
+    [inc] = (await get(client, "/api/v1/incidents"))["items"]
+    assert inc["rule"] == "anything-critical" and inc["key"] == '{alertname="HighCpu"}'
+    unrouted = (await get(client, "/api/v1/alerts", unrouted="true"))["items"]
+    assert [a["labels"]["alertname"] for a in unrouted] == ["Whatever"]
+
+
+async def test_hostile_label_values_stay_data_in_titles(client: Client, running: tuple[Daemon, FakeClock]) -> None:
+    dm, _ = running
+    evil = "{{ 7*7 }}\x00<script>"
+    await send(client, dm, *[alert("DiskSpaceLow", cluster=evil, instance=f"n{i}") for i in range(2)])
+    [inc] = (await get(client, "/api/v1/incidents"))["items"]
+    assert inc["title"] == f"{evil}: disk low on 2 nodes"
+
+
+async def test_unknown_incident_is_404(client: Client) -> None:
+    for path in ("/api/v1/incidents/INC-999", "/api/v1/incidents/nope"):
+        assert (await client.get(path, headers=VIEW)).status == 404
