@@ -14,6 +14,7 @@ from functools import partial
 
 from aiohttp import web
 
+from itsmd import incident_actions
 from itsmd.clock import Clock, SystemClock
 from itsmd.config import Config
 from itsmd.config.rules import load_rules
@@ -40,6 +41,7 @@ class Timers:
 
     expiry_tick: float = 5.0
     retention_tick: float = 300.0
+    deadline_tick: float = 5.0
     retention_batch: int = 1000
     pipeline_poll: float = 1.0
     shutdown_grace: float = 10.0
@@ -94,6 +96,7 @@ class Daemon:
             max_alerts_per_request=config.limits.max_alerts_per_request,
             resolve_timeout=config.ingest.resolve_timeout,
             ready=lambda: self._ready,
+            close_after=lambda: self.config.incidents.close_after,
             reload=self.reload if loader else None,
         )
         self.app = build_app(self.web, max_body_bytes=config.limits.max_body_bytes)
@@ -118,6 +121,7 @@ class Daemon:
         self.pipeline.wake()  # deliveries left in the inbox by a crash are processed first
         self.scheduler.every(self.timers.expiry_tick, "expire-pushed-alerts", self.pipeline.expire_due)
         self.scheduler.every(self.timers.retention_tick, "retention", self.prune)
+        self.scheduler.every(self.timers.deadline_tick, "incident-deadlines", self.run_deadlines)
         self.scheduler.start()
         self.metrics.config_loaded(True, self.clock.now().timestamp())
         self._ready = True
@@ -166,6 +170,11 @@ class Daemon:
         self.metrics.config_loaded(True, self.clock.now().timestamp())
         log.info("configuration reloaded")
         return []
+
+    async def run_deadlines(self) -> int:
+        """Resolve incidents whose quiet period passed; close resolved ones after incidents.close_after."""
+        now, close_after = self.clock.now(), self.config.incidents.close_after
+        return await self.store.write(lambda conn: incident_actions.deadlines(conn, now, close_after))
 
     async def prune(self) -> int:
         """Apply `retention:`; one small transaction per batch, so ingest commits in between."""

@@ -131,3 +131,59 @@ async def test_hostile_label_values_stay_data_in_titles(client: Client, running:
 async def test_unknown_incident_is_404(client: Client) -> None:
     for path in ("/api/v1/incidents/INC-999", "/api/v1/incidents/nope"):
         assert (await client.get(path, headers=VIEW)).status == 404
+
+
+OPS = d.bearer(Role.OPERATOR)
+
+
+async def act(client: Client, inc: str, action: str, body: dict[str, Any] | None = None,
+              headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    resp = await client.post(f"/api/v1/incidents/{inc}/{action}", json=body or {}, headers=headers or OPS)
+    return resp.status, await resp.json()
+
+
+async def test_lifecycle_actions_and_409s(client: Client, running: tuple[Daemon, FakeClock]) -> None:
+    dm, clock = running
+    await send(client, dm, alert("HighCpu", severity="critical", instance="a"))
+    [inc] = (await get(client, "/api/v1/incidents"))["items"]
+    iid = inc["id"]
+    assert (await act(client, iid, "ack", headers=VIEW))[0] == 403
+    resp = await client.post(f"/api/v1/incidents/{iid}/ack", data=b"{}", headers=OPS)
+    assert resp.status == 415
+    status, body = await act(client, iid, "ack", {"comment": "looking"})
+    assert status == 200 and body["state"] == "acknowledged" and body["acknowledged_at"] is not None
+    assert (await act(client, iid, "ack"))[0] == 409
+    assert (await act(client, iid, "close"))[0] == 409
+    assert (await act(client, iid, "assign", {"assignee": "alice"}))[1]["assignee"] == "alice"
+    assert (await act(client, iid, "notes", {"text": "rebooted <b>it</b>"}))[0] == 200
+    assert (await act(client, iid, "notes", {}))[0] == 400
+    assert (await act(client, iid, "resolve", {"resolution": "bogus"}))[0] == 400
+    status, body = await act(client, iid, "resolve")
+    assert status == 200 and body["state"] == "resolved" and body["resolution"] == "manual"
+    assert (await act(client, iid, "reopen"))[1]["state"] == "open"
+    assert (await act(client, iid, "resolve"))[0] == 200
+    clock.advance(86400 + 1)  # incidents.close_after
+    assert await dm.run_deadlines() == 1
+    detail = await get(client, f"/api/v1/incidents/{iid}")
+    assert detail["state"] == "closed" and detail["closed_at"] is not None
+    actions = [e["action"] for e in detail["timeline"]]
+    assert actions == ["opened", "alert_joined", "ack", "assigned", "note", "resolve", "reopen", "resolve", "closed"]
+    assert detail["timeline"][4]["reason"] == "rebooted <b>it</b>" and detail["timeline"][2]["actor"] == "operator-client"
+    assert (await act(client, iid, "reopen"))[0] == 409  # a closed incident never reopens
+    assert (await act(client, "INC-999", "ack"))[0] == 404
+    assert (await act(client, iid, "explode"))[0] == 404
+
+
+async def test_after_close_a_recurrence_opens_a_new_incident(
+    client: Client, running: tuple[Daemon, FakeClock]
+) -> None:
+    dm, clock = running
+    await send(client, dm, alert("HighCpu", severity="critical", instance="a"))
+    [first] = (await get(client, "/api/v1/incidents"))["items"]
+    await send(client, dm, alert("HighCpu", "resolved", severity="critical", instance="a"))
+    clock.advance(86400 + 1)
+    await dm.run_deadlines()
+    await send(client, dm, alert("HighCpu", severity="critical", instance="a", starts="2026-11-26T22:00:00Z"))
+    newest, old = (await get(client, "/api/v1/incidents"))["items"]
+    assert old["id"] == first["id"] and old["state"] == "closed"
+    assert newest["state"] == "open" and newest["previous_incident_id"] == first["id"]

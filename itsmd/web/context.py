@@ -25,6 +25,7 @@ class WebContext:
     max_alerts_per_request: int
     resolve_timeout: float
     ready: Callable[[], bool] = field(default=lambda: True)
+    close_after: Callable[[], float] = field(default=lambda: 86400.0)  # incidents.close_after, reloadable
     reload: Callable[[], Awaitable[list[str]]] | None = None  # returns the problems; empty = reloaded
 
 

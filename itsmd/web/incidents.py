@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from aiohttp import web
 from sqlalchemy import Connection
 
+from itsmd import incident_actions
 from itsmd.core.access import Permission
-from itsmd.core.incident import State, display_id, parse_id
+from itsmd.core.incident import Action, State, display_id, parse_id
 from itsmd.core.timestamp import format_time, parse_time
 from itsmd.errors import BadRequest, NotFound
 from itsmd.storage import events, incidents
 from itsmd.web.alerts import alert_json
-from itsmd.web.auth import requires
+from itsmd.web.auth import PRINCIPAL, requires
 from itsmd.web.context import ctx, json_response
 from itsmd.web.listing import page, window
 
@@ -77,3 +79,38 @@ async def get_incident(request: web.Request) -> web.Response:
     if found is None:
         raise NotFound("no such incident")
     return json_response(found)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json(loads=orjson.loads)
+    except ValueError as e:
+        raise BadRequest("body must be a JSON object") from e
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+def _number(request: web.Request) -> int:
+    number = parse_id(request.match_info["id"])
+    if number is None:
+        raise NotFound("no such incident")
+    return number
+
+
+@requires(Permission.OPERATE)
+async def act(request: web.Request) -> web.Response:
+    """POST /api/v1/incidents/{id}/{action}: ack, resolve, close, reopen, assign, notes."""
+    c, number, body = ctx(request), _number(request), await _body(request)
+    actor, now, verb = request[PRINCIPAL].name, c.clock.now(), request.match_info["action"]
+    if verb == "assign":
+        row = await c.store.write(lambda conn: incident_actions.assign(conn, number, actor, body, now))
+    elif verb == "notes":
+        row = await c.store.write(lambda conn: incident_actions.note(conn, number, actor, body, now))
+    elif verb in set(Action):
+        action = Action(verb)
+        row = await c.store.write(lambda conn: incident_actions.lifecycle(
+            conn, number, action, actor, body, now, c.close_after()))
+    else:
+        raise NotFound(f"no incident action {verb[:40]!r}")
+    return json_response(incident_json(row))

@@ -49,6 +49,7 @@ def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
     app.router.add_get("/api/v1/quarantine", alerts.list_quarantine)
     app.router.add_get("/api/v1/incidents", incidents.list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", incidents.get_incident)
+    app.router.add_post("/api/v1/incidents/{id}/{action}", incidents.act)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)

@@ -1,0 +1,100 @@
+"""What people and deadlines do to incidents: lifecycle actions (ack, resolve, close, reopen, assign, notes)
+and the resolve/close deadlines, each one write with its timeline record."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from itsmd.core.incident import Action, Resolution, State, refusal
+from itsmd.errors import BadRequest, Conflict, NotFound
+from itsmd.storage import events, incidents
+from itsmd.storage.events import Event
+
+
+def _comment(body: dict[str, Any]) -> str:
+    comment = body.get("comment", "")
+    if not isinstance(comment, str):
+        raise BadRequest("comment must be a string")
+    return comment
+
+
+def lifecycle(conn: Connection, number: int, action: Action, actor: str, body: dict[str, Any], now: datetime,
+              close_after: float) -> dict[str, Any]:
+    """Apply `action` to incident `number`; NotFound, Conflict (409) or BadRequest when it cannot be."""
+    row = incidents.get(conn, number)
+    if row is None:
+        raise NotFound("no such incident")
+    why = refusal(action, State(row["state"]))
+    if why:
+        raise Conflict(why)
+    comment = _comment(body)
+    values: dict[str, Any] = {"updated_at": now}
+    if action == Action.ACK:
+        values.update(state=State.ACKNOWLEDGED, acknowledged_at=row["acknowledged_at"] or now)
+    elif action == Action.RESOLVE:
+        resolution = body.get("resolution", Resolution.MANUAL)
+        if resolution not in set(Resolution):
+            raise BadRequest(f"resolution must be one of {', '.join(Resolution)}")
+        values.update(state=State.RESOLVED, resolved_at=now, resolution=resolution, resolve_at=None,
+                      close_at=now + timedelta(seconds=close_after))
+    elif action == Action.CLOSE:
+        values.update(state=State.CLOSED, closed_at=now, close_at=None)
+    else:  # reopen
+        if incidents.unresolved(conn, [(row["rule"], row["key_hash"])]):
+            raise Conflict("another unresolved incident has this rule and key; merge into it instead")
+        values.update(state=State.OPEN, reopen_count=row["reopen_count"] + 1, resolved_at=None, resolution=None,
+                      close_at=None)
+    incidents.change(conn, number, values)
+    events.append(conn, [Event(now, "incident", number, actor, str(action), comment or f"{action} by {actor}")])
+    return {**row, **values}
+
+
+def assign(conn: Connection, number: int, actor: str, body: dict[str, Any], now: datetime) -> dict[str, Any]:
+    row = incidents.get(conn, number)
+    if row is None:
+        raise NotFound("no such incident")
+    assignee = body.get("assignee")
+    if not isinstance(assignee, str) or not assignee.strip() or len(assignee) > 200:
+        raise BadRequest("assignee must be a non-empty string of at most 200 characters")
+    if row["state"] == State.CLOSED:
+        raise Conflict("cannot assign a closed incident")
+    incidents.change(conn, number, {"assignee": assignee, "updated_at": now})
+    events.append(conn, [Event(now, "incident", number, actor, "assigned", _comment(body) or f"to {assignee}",
+                               {"assignee": assignee})])
+    return {**row, "assignee": assignee}
+
+
+def note(conn: Connection, number: int, actor: str, body: dict[str, Any], now: datetime) -> dict[str, Any]:
+    row = incidents.get(conn, number)
+    if row is None:
+        raise NotFound("no such incident")
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip() or len(text) > 65536:
+        raise BadRequest("text must be a non-empty string of at most 65536 characters")
+    events.append(conn, [Event(now, "incident", number, actor, "note", text)])
+    return row
+
+
+def deadlines(conn: Connection, now: datetime, close_after: float, limit: int = 500) -> int:
+    """Resolve incidents whose quiet period passed and close resolved ones whose close_after passed."""
+    done: list[Event] = []
+    for row in incidents.due(conn, "resolve_at", now, limit):
+        if row["state"] in (State.OPEN, State.ACKNOWLEDGED):
+            incidents.change(conn, row["id"], {
+                "state": State.RESOLVED, "resolved_at": now, "resolution": Resolution.SELF_HEALED,
+                "resolve_at": None, "close_at": now + timedelta(seconds=close_after), "updated_at": now})
+            done.append(Event(now, "incident", row["id"], "system", "resolved", "quiet period passed (self_healed)"))
+        else:
+            incidents.change(conn, row["id"], {"resolve_at": None})
+    for row in incidents.due(conn, "close_at", now, limit):
+        if row["state"] == State.RESOLVED:
+            incidents.change(conn, row["id"], {"state": State.CLOSED, "closed_at": now, "close_at": None,
+                                               "updated_at": now})
+            done.append(Event(now, "incident", row["id"], "system", "closed", "close_after passed"))
+        else:
+            incidents.change(conn, row["id"], {"close_at": None})
+    events.append(conn, done)
+    return len(done)
