@@ -168,7 +168,8 @@ async def test_lifecycle_actions_and_409s(client: Client, running: tuple[Daemon,
     assert detail["state"] == "closed" and detail["closed_at"] is not None
     actions = [e["action"] for e in detail["timeline"]]
     assert actions == ["opened", "alert_joined", "ack", "assigned", "note", "resolve", "reopen", "resolve", "closed"]
-    assert detail["timeline"][4]["reason"] == "rebooted <b>it</b>" and detail["timeline"][2]["actor"] == "operator-client"
+    assert detail["timeline"][4]["reason"] == "rebooted <b>it</b>"
+    assert detail["timeline"][2]["actor"] == "operator-client"
     assert (await act(client, iid, "reopen"))[0] == 409  # a closed incident never reopens
     assert (await act(client, "INC-999", "ack"))[0] == 404
     assert (await act(client, iid, "explode"))[0] == 404
