@@ -13,6 +13,7 @@ from datetime import timedelta
 from functools import partial
 
 from aiohttp import web
+from sqlalchemy import Connection
 
 from itsmd import incident_actions
 from itsmd.clock import Clock, SystemClock
@@ -172,9 +173,14 @@ class Daemon:
         return []
 
     async def run_deadlines(self) -> int:
-        """Resolve incidents whose quiet period passed; close resolved ones after incidents.close_after."""
-        now, close_after = self.clock.now(), self.config.incidents.close_after
-        return await self.store.write(lambda conn: incident_actions.deadlines(conn, now, close_after))
+        """Stale alerts and signal loss; quiet resolutions; closing resolved incidents after close_after."""
+        now, incs = self.clock.now(), self.config.incidents
+
+        def work(conn: Connection) -> int:
+            stale = incident_actions.signal_check(conn, now, incs.stale_after)
+            return incident_actions.deadlines(conn, now, incs.close_after) + stale
+
+        return await self.store.write(work)
 
     async def prune(self) -> int:
         """Apply `retention:`; one small transaction per batch, so ingest commits in between."""

@@ -98,3 +98,24 @@ def deadlines(conn: Connection, now: datetime, close_after: float, limit: int = 
             incidents.change(conn, row["id"], {"close_at": None})
     events.append(conn, done)
     return len(done)
+
+
+def signal_check(conn: Connection, now: datetime, stale_after: float, limit: int = 1000) -> int:
+    """Flag firing alerts not refreshed for `stale_after` as stale and their incidents `signal_lost` (never
+    resolving them); clear `signal_lost` where every alert was heard from again."""
+    rows = incidents.stale_firing(conn, now - timedelta(seconds=stale_after), limit)
+    incidents.flag_stale(conn, [r["id"] for r in rows])
+    lost = incidents.unresolved_ids(conn, {r["incident_id"] for r in rows if r["incident_id"] is not None})
+    flagged = {r["id"] for r in incidents.flagged_signal_lost(conn)}
+    recount = incidents.counts(conn, lost | flagged)
+    notes = []
+    for incident_id, counts in recount.items():
+        now_lost = counts.stale > 0
+        if now_lost != (incident_id in flagged):
+            incidents.change(conn, incident_id, {"signal_lost": now_lost, "updated_at": now})
+            reason = (f"no refresh for {stale_after:g}s from {counts.stale} firing alert(s)" if now_lost
+                      else "every alert was heard from again")
+            notes.append(Event(now, "incident", incident_id, "system",
+                               "signal_lost" if now_lost else "signal_back", reason))
+    events.append(conn, notes)
+    return len(rows)

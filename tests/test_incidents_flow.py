@@ -163,7 +163,7 @@ async def test_lifecycle_actions_and_409s(client: Client, running: tuple[Daemon,
     assert (await act(client, iid, "reopen"))[1]["state"] == "open"
     assert (await act(client, iid, "resolve"))[0] == 200
     clock.advance(86400 + 1)  # incidents.close_after
-    assert await dm.run_deadlines() == 1
+    assert await dm.run_deadlines() >= 1
     detail = await get(client, f"/api/v1/incidents/{iid}")
     assert detail["state"] == "closed" and detail["closed_at"] is not None
     actions = [e["action"] for e in detail["timeline"]]
@@ -188,3 +188,20 @@ async def test_after_close_a_recurrence_opens_a_new_incident(
     newest, old = (await get(client, "/api/v1/incidents"))["items"]
     assert old["id"] == first["id"] and old["state"] == "closed"
     assert newest["state"] == "open" and newest["previous_incident_id"] == first["id"]
+
+
+async def test_silent_alert_is_flagged_stale_and_signal_lost_never_resolved(
+    client: Client, running: tuple[Daemon, FakeClock]
+) -> None:
+    dm, clock = running
+    await send(client, dm, alert("HighCpu", severity="critical", instance="a"))
+    [inc] = (await get(client, "/api/v1/incidents"))["items"]
+    clock.advance(9 * 3600 + 1)  # incidents.stale_after
+    await dm.run_deadlines()
+    detail = await get(client, f"/api/v1/incidents/{inc['id']}")
+    assert detail["state"] == "open" and detail["signal_lost"] is True and detail["alerts"][0]["stale"] is True
+    await send(client, dm, alert("HighCpu", severity="critical", instance="a"))  # heard from again
+    await dm.run_deadlines()
+    detail = await get(client, f"/api/v1/incidents/{inc['id']}")
+    assert detail["signal_lost"] is False and detail["alerts"][0]["stale"] is False
+    assert [e["action"] for e in detail["timeline"]][-2:] == ["signal_lost", "signal_back"]

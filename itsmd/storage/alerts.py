@@ -58,7 +58,7 @@ def histories(
     return result
 
 
-_STATE = ("status", "starts_at", "ends_at", "expires_at", "last_seen_at", "occurrences")
+_STATE = ("status", "starts_at", "ends_at", "expires_at", "last_seen_at", "occurrences", "stale")
 _CONTENT = ("annotations", "generator_url")
 
 
@@ -69,7 +69,7 @@ def _values(ep: Episode) -> dict[str, Any]:
         "expires_at": ep.expires_at, "generator_url": ep.generator_url,
         "first_seen_at": ep.first_seen_at, "last_seen_at": ep.last_seen_at,
         "occurrences": ep.occurrences, "rule": ep.rule, "key": ep.key, "key_hash": ep.key_hash,
-        "incident_id": ep.incident_id,
+        "incident_id": ep.incident_id, "stale": False,  # any delivery shows the signal is alive
     }
 
 

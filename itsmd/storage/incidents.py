@@ -160,3 +160,15 @@ def stale_firing(conn: Connection, before: datetime, limit: int) -> list[Row]:
 def flag_stale(conn: Connection, alert_ids: Collection[int]) -> None:
     if alert_ids:
         conn.execute(update(alerts).where(alerts.c.id.in_(list(alert_ids))).values(stale=True))
+
+
+def flagged_signal_lost(conn: Connection) -> list[Row]:
+    q = select(incidents.c.id).where(incidents.c.signal_lost.is_(True), incidents.c.state.in_(UNRESOLVED))
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def unresolved_ids(conn: Connection, ids: Collection[int]) -> set[int]:
+    if not ids:
+        return set()
+    q = select(incidents.c.id).where(incidents.c.id.in_(list(ids)), incidents.c.state.in_(UNRESOLVED))
+    return {int(r[0]) for r in conn.execute(q)}
