@@ -97,7 +97,8 @@ async def test_min_alerts_open_resolve_and_reopen(client: Client, running: tuple
     detail = await get(client, f"/api/v1/incidents/{inc['id']}")
     assert detail["state"] == "resolved" and detail["resolution"] == "self_healed"
     assert detail["firing_count"] == 0 and detail["restored_at"] == detail["resolved_at"]
-    assert [e["action"] for e in detail["timeline"]] == ["opened", "alert_joined", "resolved"]
+    assert [e["action"] for e in detail["timeline"]] == [
+        "opened", "alert_joined", "alert_resolved", "alert_resolved", "resolved"]
     assert len(detail["alerts"]) == 2
 
     clock.advance(600)  # within reopen_within: the same key reopens the incident
@@ -205,3 +206,26 @@ async def test_silent_alert_is_flagged_stale_and_signal_lost_never_resolved(
     detail = await get(client, f"/api/v1/incidents/{inc['id']}")
     assert detail["signal_lost"] is False and detail["alerts"][0]["stale"] is False
     assert [e["action"] for e in detail["timeline"]][-2:] == ["signal_lost", "signal_back"]
+
+
+async def test_flapping_marks_the_incident(client: Client, running: tuple[Daemon, FakeClock], tmp_path: Path) -> None:
+    dm, clock = running
+    (tmp_path / "rules" / "main.yaml").write_text(RULES.replace(
+        "  - name: anything-critical", "  - name: flappy\n    match: ['alertname=\"Flappy\"']\n    group_by: []\n"
+        "    resolve: manual\n    flapping: {changes: 4, within: 30m}\n  - name: anything-critical"))
+    from itsmd.app import rules_of
+
+    dm.pipeline.rules = rules_of(dm.config)
+    for i in range(3):
+        start = f"2026-11-25T22:{10 + 2 * i:02d}:00Z"
+        await send(client, dm, alert("Flappy", starts=start))
+        clock.advance(30)
+        resolved = alert("Flappy", "resolved", starts=start)
+        resolved["endsAt"] = f"2026-11-25T22:{11 + 2 * i:02d}:00Z"
+        await send(client, dm, resolved)
+        clock.advance(30)
+    [inc] = (await get(client, "/api/v1/incidents"))["items"]
+    assert inc["rule"] == "flappy" and inc["flapping"] is True and inc["state"] == "open"
+    detail = await get(client, f"/api/v1/incidents/{inc['id']}")
+    assert "flapping" in [e["action"] for e in detail["timeline"]]
+    assert [e["action"] for e in detail["timeline"]].count("alert_resolved") == 3

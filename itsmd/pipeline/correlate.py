@@ -14,14 +14,24 @@ from sqlalchemy import Connection
 
 from itsmd.core.alert import Status
 from itsmd.core.episode import Episode
-from itsmd.core.incident import Placement, Resolution, State, common_labels, display_id, place, progress
+from itsmd.core.incident import (
+    Placement,
+    Resolution,
+    State,
+    common_labels,
+    display_id,
+    is_flapping,
+    place,
+    progress,
+)
 from itsmd.core.priority import parse_level, priority
 from itsmd.core.rule import DEFAULT_IMPACT, DEFAULT_TITLE, DEFAULT_URGENCY, Rule, RuleSet
-from itsmd.storage import incidents
+from itsmd.storage import events, incidents
 from itsmd.storage.events import Event
 from itsmd.storage.incidents import key_hash
 
 SYSTEM = "system"
+_CHANGES = ("alert_joined", "alert_resolved")  # what counts toward `flapping`
 
 
 @dataclass
@@ -150,6 +160,13 @@ def settle(conn: Connection, rules: RuleSet, ids: Iterable[int], close_after: fl
         values: dict[str, Any] = {"alert_count": counts.alerts, "firing_count": counts.firing,
                                   "signal_lost": counts.stale > 0, "updated_at": now}
         rule = rules.by_name(row["rule"])
+        if rule is not None and rule.flapping is not None:
+            since = now - timedelta(seconds=rule.flapping.within)
+            changes = events.count_since(conn, "incident", incident_id, _CHANGES, since)
+            values["flapping"] = is_flapping(changes, rule.flapping.changes)
+            if values["flapping"] and not row["flapping"]:
+                out.events.append(Event(now, "incident", incident_id, SYSTEM, "flapping",
+                                        f"{changes} fire/resolve changes within {rule.flapping.within:g}s"))
         if rule is not None and row["state"] in (State.OPEN, State.ACKNOWLEDGED):
             p = progress(str(rule.resolve.kind), rule.resolve.quiet, counts, None, now)
             values["restored_at"] = p.restored_at or row["restored_at"]

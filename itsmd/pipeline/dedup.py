@@ -26,6 +26,7 @@ def fingerprint_of(alert: IncomingAlert) -> str:
 class DedupResult:
     changed: dict[int, Episode] = field(default_factory=dict)  # by id; new episodes have ids < 0
     outcomes: Counter[Outcome] = field(default_factory=Counter)
+    resolved: set[int] = field(default_factory=set)  # episodes that stopped firing in this batch
 
 
 def dedup(
@@ -50,4 +51,6 @@ def dedup(
             assert ep.id is not None
             result.changed[ep.id] = ep
         result.outcomes[m.outcome] += 1
+        if m.outcome == Outcome.RESOLVED and ep is not None and ep.id is not None:
+            result.resolved.add(ep.id)
     return result

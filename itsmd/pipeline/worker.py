@@ -21,6 +21,7 @@ from itsmd.pipeline.correlate import place_new, route, settle
 from itsmd.pipeline.dedup import dedup, fingerprint_of
 from itsmd.pipeline.delivery import Delivery
 from itsmd.storage import alerts, events, inbox, quarantine
+from itsmd.storage.events import Event
 from itsmd.storage.store import SqlStore
 
 log = logging.getLogger("itsmd.pipeline")
@@ -114,8 +115,16 @@ class PipelineWorker:
         t3 = clock()
         alerts.save(conn, result.changed.values())
         inbox.remove(conn, [r.id for r in rows])
-        cleared = {ep.incident_id for ep in result.changed.values() if ep.incident_id and ep.status == Status.RESOLVED}
-        settle(conn, rules, found.touched | cleared, self.close_after, now, found)
+        stopped = (result.changed[i] for i in result.resolved)
+        cleared = [ep for ep in stopped if ep.incident_id and ep.status == Status.RESOLVED]
+        events.append(conn, found.events + [
+            Event(now, "incident", ep.incident_id, "system", "alert_resolved", "an alert resolved",
+                  {"fingerprint": ep.fingerprint})
+            for ep in cleared if ep.id is not None and ep.id > 0
+        ])
+        found.events.clear()
+        settle(conn, rules, found.touched | {ep.incident_id for ep in cleared if ep.incident_id}, self.close_after,
+               now, found)
         events.append(conn, found.events)
         t4 = clock()
         stage.labels("normalize").observe(t1 - t0)

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select
 
 from itsmd.core.timestamp import format_time
 from itsmd.storage.tables import events
@@ -62,3 +62,11 @@ def of(conn: Connection, entity: str, entity_id: int, limit: int = 1000) -> list
     q = (select(events).where(events.c.entity == entity, events.c.entity_id == entity_id)
          .order_by(events.c.id).limit(limit))
     return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def count_since(conn: Connection, entity: str, entity_id: int, actions: Sequence[str], since: datetime) -> int:
+    q = select(func.count()).select_from(events).where(
+        events.c.entity == entity, events.c.entity_id == entity_id, events.c.action.in_(list(actions)),
+        events.c.at >= since,
+    )
+    return int(conn.execute(q).scalar_one())
