@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from itsmd.core.incident import Action, Resolution, State, refusal
+from itsmd.core.incident import Action, Resolution, State, display_id, parse_id, refusal
 from itsmd.errors import BadRequest, Conflict, NotFound
 from itsmd.storage import events, incidents
 from itsmd.storage.events import Event
@@ -50,6 +50,36 @@ def lifecycle(conn: Connection, number: int, action: Action, actor: str, body: d
     incidents.change(conn, number, values)
     events.append(conn, [Event(now, "incident", number, actor, str(action), comment or f"{action} by {actor}")])
     return {**row, **values}
+
+
+def merge(conn: Connection, number: int, actor: str, body: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Move every alert of incident `number` into `body["into"]`; the merged incident closes."""
+    into = body.get("into")
+    target_id = parse_id(into) if isinstance(into, str) else None
+    if target_id is None:
+        raise BadRequest('into must be an incident id like "INC-123"')
+    row, target = incidents.get(conn, number), incidents.get(conn, target_id)
+    if row is None or target is None:
+        raise NotFound("no such incident")
+    if target_id == number:
+        raise Conflict("an incident cannot be merged into itself")
+    if State.CLOSED in (row["state"], target["state"]):
+        raise Conflict("closed incidents cannot be merged")
+    incidents.move_alerts(conn, number, target_id)
+    counts = incidents.counts(conn, [number, target_id])
+    incidents.change(conn, target_id, {"alert_count": counts[target_id].alerts,
+                                       "firing_count": counts[target_id].firing, "updated_at": now})
+    closed = {"state": State.CLOSED, "closed_at": now, "close_at": None, "resolve_at": None, "alert_count": 0,
+              "firing_count": 0, "updated_at": now}
+    incidents.change(conn, number, closed)
+    comment = _comment(body)
+    events.append(conn, [
+        Event(now, "incident", number, actor, "merged", comment or f"merged into {display_id(target_id)}",
+              {"into": display_id(target_id)}),
+        Event(now, "incident", target_id, actor, "merged_in", comment or f"took {display_id(number)}'s alerts",
+              {"from": display_id(number)}),
+    ])
+    return {**row, **closed}
 
 
 def assign(conn: Connection, number: int, actor: str, body: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -229,3 +229,20 @@ async def test_flapping_marks_the_incident(client: Client, running: tuple[Daemon
     detail = await get(client, f"/api/v1/incidents/{inc['id']}")
     assert "flapping" in [e["action"] for e in detail["timeline"]]
     assert [e["action"] for e in detail["timeline"]].count("alert_resolved") == 3
+
+
+async def test_merge_moves_alerts_and_closes_the_merged_incident(
+    client: Client, running: tuple[Daemon, FakeClock]
+) -> None:
+    dm, _ = running
+    await send(client, dm, alert("HighCpu", severity="critical", instance="a"),
+               alert("HighMem", severity="critical", instance="a"))
+    second, first = (await get(client, "/api/v1/incidents"))["items"]
+    assert (await act(client, first["id"], "merge", {"into": "nope"}))[0] == 400
+    assert (await act(client, first["id"], "merge", {"into": first["id"]}))[0] == 409
+    status, body = await act(client, first["id"], "merge", {"into": second["id"]})
+    assert status == 200 and body["state"] == "closed"
+    target = await get(client, f"/api/v1/incidents/{second['id']}")
+    assert target["alert_count"] == 2 and len(target["alerts"]) == 2
+    assert target["timeline"][-1]["action"] == "merged_in"
+    assert (await act(client, first["id"], "merge", {"into": second["id"]}))[0] == 409

@@ -100,11 +100,13 @@ def _number(request: web.Request) -> int:
 
 @requires(Permission.OPERATE)
 async def act(request: web.Request) -> web.Response:
-    """POST /api/v1/incidents/{id}/{action}: ack, resolve, close, reopen, assign, notes."""
+    """POST /api/v1/incidents/{id}/{action}: ack, resolve, close, reopen, assign, merge, notes."""
     c, number, body = ctx(request), _number(request), await _body(request)
     actor, now, verb = request[PRINCIPAL].name, c.clock.now(), request.match_info["action"]
     if verb == "assign":
         row = await c.store.write(lambda conn: incident_actions.assign(conn, number, actor, body, now))
+    elif verb == "merge":
+        row = await c.store.write(lambda conn: incident_actions.merge(conn, number, actor, body, now))
     elif verb == "notes":
         row = await c.store.write(lambda conn: incident_actions.note(conn, number, actor, body, now))
     elif verb in set(Action):
