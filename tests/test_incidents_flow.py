@@ -246,3 +246,37 @@ async def test_merge_moves_alerts_and_closes_the_merged_incident(
     assert target["alert_count"] == 2 and len(target["alerts"]) == 2
     assert target["timeline"][-1]["action"] == "merged_in"
     assert (await act(client, first["id"], "merge", {"into": second["id"]}))[0] == 409
+
+
+INHIBITING = """
+rules:
+  - name: exporter-down
+    match: ['alertname="NodeExporterDown"']
+    group_by: [instance]
+    inhibits: [{match: ['alertname=~"Node(Cpu|Disk).*"'], equal: [instance]}]
+  - name: node-symptoms
+    match: ['alertname=~"Node.*"']
+    group_by: [instance, alertname]
+"""
+
+
+async def test_inhibited_alerts_join_the_cause_as_symptoms(
+    client: Client, running: tuple[Daemon, FakeClock], tmp_path: Path
+) -> None:
+    dm, _ = running
+    (tmp_path / "rules" / "main.yaml").write_text(INHIBITING)
+    from itsmd.app import rules_of
+
+    dm.pipeline.rules = rules_of(dm.config)
+    await send(client, dm, alert("NodeExporterDown", instance="a"))
+    await send(client, dm, alert("NodeCpuHigh", instance="a"), alert("NodeDiskFull", instance="b"))
+    incs = {i["rule"]: i for i in (await get(client, "/api/v1/incidents"))["items"]}
+    assert set(incs) == {"exporter-down", "node-symptoms"}  # b's disk alert has no cause: its own incident
+    cause = await get(client, f"/api/v1/incidents/{incs['exporter-down']['id']}")
+    assert cause["alert_count"] == 2
+    symptoms = [a for a in cause["alerts"] if a["symptom"] == "inhibited"]
+    assert [a["labels"]["alertname"] for a in symptoms] == ["NodeCpuHigh"]
+    assert "symptom_joined" in [e["action"] for e in cause["timeline"]]
+    # the cause resolving does not wait for its symptoms (resolve: all counts causes only)
+    await send(client, dm, alert("NodeExporterDown", "resolved", instance="a"))
+    assert (await get(client, f"/api/v1/incidents/{cause['id']}"))["state"] == "resolved"

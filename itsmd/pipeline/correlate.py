@@ -72,11 +72,49 @@ def _render(rule: Rule, labels: dict[str, str], count: int, incident: dict[str, 
     return values, "; ".join(problems)
 
 
+class _Causes:
+    """Unresolved incidents of rules with `inhibits`, loaded only when some new alert matches an inhibit."""
+
+    def __init__(self, conn: Connection, rules: RuleSet, new: list[Episode]) -> None:
+        self._rules = {r.name: r for r in rules.inhibitors()}
+        wanted = any(
+            all(m.matches(ep.labels or {}) for m in i.matchers)
+            for r in self._rules.values() for i in r.inhibits for ep in new
+        )
+        self._open = incidents.of_rules(conn, list(self._rules)) if wanted else []
+
+    def opened(self, rule: Rule, incident: dict[str, Any]) -> None:
+        if rule.name in self._rules and all(i["id"] != incident["id"] for i in self._open):
+            self._open.append(incident)
+
+    def find(self, ep: Episode) -> int | None:
+        """The incident whose rule inhibits this alert, if any (first rule in precedence order)."""
+        labels = ep.labels or {}
+        for row in self._open:
+            rule = self._rules[row["rule"]]
+            if rule.name != ep.rule and any(i.inhibits(row["labels"], labels) for i in rule.inhibits):
+                return int(row["id"])
+        return None
+
+
 def place_new(conn: Connection, rules: RuleSet, changed: dict[int, Episode], now: datetime) -> Correlation:
     """Place every routed episode that begins firing in this batch (in arrival order)."""
     out = Correlation()
-    fresh = sorted((eid for eid, ep in changed.items() if eid < 0 and ep.rule and ep.status == Status.FIRING),
-                   reverse=True)  # provisional ids count down in arrival order
+    beginning = sorted((eid for eid, ep in changed.items() if eid < 0 and ep.status == Status.FIRING),
+                       reverse=True)  # provisional ids count down in arrival order
+    causes = _Causes(conn, rules, [changed[eid] for eid in beginning])
+    fresh = []
+    for eid in beginning:
+        ep = changed[eid]
+        cause = causes.find(ep)
+        if cause is not None:
+            changed[eid] = replace(ep, incident_id=cause, symptom="inhibited")
+            out.touched.add(cause)
+            out.events.append(Event(now, "incident", cause, SYSTEM, "symptom_joined",
+                                    "an alert inhibited by this incident's rule joined it as a symptom",
+                                    {"fingerprint": ep.fingerprint}))
+        elif ep.rule:
+            fresh.append(eid)
     if not fresh:
         return out
     pairs = {(changed[eid].rule, changed[eid].key_hash) for eid in fresh}
@@ -115,6 +153,7 @@ def place_new(conn: Connection, rules: RuleSet, changed: dict[int, Episode], now
                 changed[other] = replace(changed[other], incident_id=open_[pair]["id"])
             mine.clear()
         incident = open_[pair]
+        causes.opened(rule, incident)
         changed[eid] = replace(ep, incident_id=incident["id"])
         out.touched.add(incident["id"])
         out.events.append(Event(now, "incident", incident["id"], SYSTEM, "alert_joined",

@@ -17,7 +17,7 @@ from itsmd.storage.tables import alerts
 _STATE_COLS = (
     alerts.c.id, alerts.c.fingerprint, alerts.c.status, alerts.c.starts_at, alerts.c.ends_at,
     alerts.c.expires_at, alerts.c.first_seen_at, alerts.c.last_seen_at, alerts.c.occurrences,
-    alerts.c.rule, alerts.c.key_hash, alerts.c.incident_id,
+    alerts.c.rule, alerts.c.key_hash, alerts.c.incident_id, alerts.c.symptom,
 )
 _CHUNK = 500  # bound parameters per IN (...) query
 
@@ -28,7 +28,7 @@ def _episode(r: Row[Any]) -> Episode:
         id=r.id, fingerprint=r.fingerprint, labels=None, annotations=None, status=Status(r.status),
         starts_at=r.starts_at, ends_at=r.ends_at, expires_at=r.expires_at, generator_url=None,
         first_seen_at=r.first_seen_at, last_seen_at=r.last_seen_at, occurrences=r.occurrences,
-        rule=r.rule, key_hash=r.key_hash, incident_id=r.incident_id,
+        rule=r.rule, key_hash=r.key_hash, incident_id=r.incident_id, symptom=r.symptom,
     )
 
 
@@ -69,7 +69,7 @@ def _values(ep: Episode) -> dict[str, Any]:
         "expires_at": ep.expires_at, "generator_url": ep.generator_url,
         "first_seen_at": ep.first_seen_at, "last_seen_at": ep.last_seen_at,
         "occurrences": ep.occurrences, "rule": ep.rule, "key": ep.key, "key_hash": ep.key_hash,
-        "incident_id": ep.incident_id, "stale": False,  # any delivery shows the signal is alive
+        "incident_id": ep.incident_id, "symptom": ep.symptom, "stale": False,  # any delivery shows the signal is alive
     }
 
 
