@@ -106,6 +106,7 @@ async def test_min_alerts_open_resolve_and_reopen(client: Client, running: tuple
                                  starts="2026-11-25T22:10:00Z"))
     detail = await get(client, f"/api/v1/incidents/{inc['id']}")
     assert detail["state"] == "open" and detail["reopen_count"] == 1 and detail["resolution"] is None
+    assert detail["title"] == "eu: disk low on 3 nodes"  # re-rendered when the alerts changed
     assert detail["timeline"][-2]["action"] == "reopened"
 
 
@@ -148,6 +149,9 @@ async def test_lifecycle_actions_and_409s(client: Client, running: tuple[Daemon,
     await send(client, dm, alert("HighCpu", severity="critical", instance="a"))
     [inc] = (await get(client, "/api/v1/incidents"))["items"]
     iid = inc["id"]
+    await send(client, dm, alert("HighCpu", severity="critical", instance="b"))  # joins: templates re-render
+    [inc] = (await get(client, "/api/v1/incidents"))["items"]
+    assert inc["alert_count"] == 2 and inc["labels"] == {"alertname": "HighCpu", "severity": "critical"}
     assert (await act(client, iid, "ack", headers=VIEW))[0] == 403
     resp = await client.post(f"/api/v1/incidents/{iid}/ack", data=b"{}", headers=OPS)
     assert resp.status == 415
@@ -168,9 +172,10 @@ async def test_lifecycle_actions_and_409s(client: Client, running: tuple[Daemon,
     detail = await get(client, f"/api/v1/incidents/{iid}")
     assert detail["state"] == "closed" and detail["closed_at"] is not None
     actions = [e["action"] for e in detail["timeline"]]
-    assert actions == ["opened", "alert_joined", "ack", "assigned", "note", "resolve", "reopen", "resolve", "closed"]
-    assert detail["timeline"][4]["reason"] == "rebooted <b>it</b>"
-    assert detail["timeline"][2]["actor"] == "operator-client"
+    assert actions == ["opened", "alert_joined", "alert_joined", "ack", "assigned", "note", "resolve", "reopen",
+                       "resolve", "closed"]
+    assert detail["timeline"][5]["reason"] == "rebooted <b>it</b>"
+    assert detail["timeline"][3]["actor"] == "operator-client"
     assert (await act(client, iid, "reopen"))[0] == 409  # a closed incident never reopens
     assert (await act(client, "INC-999", "ack"))[0] == 404
     assert (await act(client, iid, "explode"))[0] == 404

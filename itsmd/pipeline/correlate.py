@@ -5,7 +5,7 @@ Runs inside the pipeline's transaction, after dedup: what it decides commits tog
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +37,7 @@ _CHANGES = ("alert_joined", "alert_resolved")  # what counts toward `flapping`
 @dataclass
 class Correlation:
     touched: set[int] = field(default_factory=set)  # incidents whose alerts changed
+    joined: dict[int, list[Mapping[str, str]]] = field(default_factory=dict)  # labels of cause alerts that joined
     events: list[Event] = field(default_factory=list)
 
 
@@ -156,6 +157,8 @@ def place_new(conn: Connection, rules: RuleSet, changed: dict[int, Episode], now
         causes.opened(rule, incident)
         changed[eid] = replace(ep, incident_id=incident["id"])
         out.touched.add(incident["id"])
+        if decision != Placement.OPEN:
+            out.joined.setdefault(incident["id"], []).append(ep.labels)
         out.events.append(Event(now, "incident", incident["id"], SYSTEM, "alert_joined",
                                 f"{decision}: an alert fired", {"fingerprint": ep.fingerprint}))
     return out
@@ -199,6 +202,14 @@ def settle(conn: Connection, rules: RuleSet, ids: Iterable[int], close_after: fl
         values: dict[str, Any] = {"alert_count": counts.alerts, "firing_count": counts.firing,
                                   "signal_lost": counts.stale > 0, "updated_at": now}
         rule = rules.by_name(row["rule"])
+        if rule is not None and incident_id in out.joined:  # the alerts changed: labels and templates follow
+            labels = row["labels"]
+            for joined in out.joined[incident_id]:
+                labels = common_labels(labels, dict(joined))
+            rendered, problem = _render(rule, labels, counts.alerts, {"state": row["state"]})
+            values.update(labels=labels, **rendered)
+            if problem:
+                out.events.append(Event(now, "incident", incident_id, SYSTEM, "template_error", problem))
         if rule is not None and rule.flapping is not None:
             since = now - timedelta(seconds=rule.flapping.within)
             changes = events.count_since(conn, "incident", incident_id, _CHANGES, since)
