@@ -144,3 +144,40 @@ async def test_alertmanager_delivers_dedups_resolves_and_survives_an_outage(
             assert len(fingerprints) == len(set(fingerprints)) == 5  # one episode per alert, nothing twice
     finally:
         am.close()
+
+
+async def test_alertmanager_alerts_become_an_incident_that_resolves(daemons: Daemons, tmp_path: Path) -> None:
+    itsmd = daemons.new("itsmd")
+    (itsmd.dir / "rules").mkdir()
+    (itsmd.dir / "rules" / "disk.yaml").write_text(
+        "rules:\n  - name: disk-full\n    match: ['alertname=\"DiskFull\"']\n    group_by: [alertname]\n"
+        "    min_alerts: 2\n    title: \"disk full on {{ alert_count }} nodes\"\n"
+    )
+    await itsmd.start_async()
+    am = Alertmanager(tmp_path / "am", itsmd)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await am.wait_ready(session)
+            await am.post(session, [am_alert("DiskFull", f"node-{i}") for i in range(2)])
+            await wait_for(session, itsmd, {"node-0": "firing", "node-1": "firing"})
+            incident = await wait_incident(session, itsmd, "open")
+            assert incident["rule"] == "disk-full" and incident["alert_count"] == 2
+            assert incident["title"] == "disk full on 2 nodes"
+            ended = datetime.now(UTC) - timedelta(seconds=1)
+            await am.post(session, [am_alert("DiskFull", f"node-{i}", ends=ended) for i in range(2)])
+            resolved = await wait_incident(session, itsmd, "resolved")
+            assert resolved["id"] == incident["id"] and resolved["resolution"] == "self_healed"
+    finally:
+        am.close()
+
+
+async def wait_incident(session: aiohttp.ClientSession, itsmd: ServeProcess, state: str) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT
+    items: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        async with session.get(f"{itsmd.url}/api/v1/incidents", headers=itsmd.viewer_headers()) as resp:
+            items = (await resp.json())["items"]
+        if len(items) == 1 and items[0]["state"] == state:
+            return items[0]
+        await asyncio.sleep(0.2)
+    itsmd.fail(f"wanted one {state} incident, itsmd has {items}")
