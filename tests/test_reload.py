@@ -93,3 +93,17 @@ async def test_reload_needs_admin_and_json(client: Client) -> None:
     assert resp.status == 403
     resp = await client.post("/-/reload", data=b"", headers={"Authorization": f"Bearer {ADMIN}"})
     assert resp.status == 415
+
+
+async def test_reload_swaps_rules_or_keeps_them_on_a_bad_set(client: Client, daemon: Daemon, tmp_path: Path) -> None:
+    assert len(daemon.pipeline.rules) == 0
+    (tmp_path / "rules").mkdir()
+    good = "rules:\n  - name: a\n    match: ['alertname=\"A\"']\n    group_by: []\n"
+    (tmp_path / "rules" / "a.yaml").write_text(good)
+    assert (await reload(client))[0] == 200
+    assert [r.name for r in daemon.pipeline.rules] == ["a"]
+    (tmp_path / "rules" / "b.yaml").write_text(good)  # the same rule name twice
+    status, body = await reload(client)
+    assert status == 400 and any("b.yaml" in p for p in body["problems"])  # type: ignore[union-attr]
+    assert [r.name for r in daemon.pipeline.rules] == ["a"]
+    assert await metric(client, "itsmd_config_last_reload_successful") == 0
