@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
 
 from itsmd.core.alert import Status
 from itsmd.core.incident import UNRESOLVED, Counts
@@ -23,16 +23,22 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _chunks(items: list[Pair]) -> Iterable[list[Pair]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]
+def _by_rule(pairs: Collection[Pair]) -> Iterable[tuple[str, list[str]]]:
+    """Pairs grouped by rule, in chunks: `rule = ? AND key_hash IN (...)` uses the (rule, key_hash) index on
+    both engines, where a row-value IN does not on SQLite."""
+    grouped: dict[str, list[str]] = {}
+    for rule, khash in pairs:
+        grouped.setdefault(rule, []).append(khash)
+    for rule, hashes in grouped.items():
+        for i in range(0, len(hashes), _CHUNK):
+            yield rule, hashes[i : i + _CHUNK]
 
 
 def unresolved(conn: Connection, pairs: Collection[Pair]) -> dict[Pair, Row]:
     out: dict[Pair, Row] = {}
-    for chunk in _chunks(list(pairs)):
+    for rule, hashes in _by_rule(pairs):
         q = select(incidents).where(
-            tuple_(incidents.c.rule, incidents.c.key_hash).in_(chunk), incidents.c.state.in_(UNRESOLVED)
+            incidents.c.rule == rule, incidents.c.key_hash.in_(hashes), incidents.c.state.in_(UNRESOLVED)
         )
         out.update({(r.rule, r.key_hash): dict(r._mapping) for r in conn.execute(q)})
     return out
@@ -41,11 +47,11 @@ def unresolved(conn: Connection, pairs: Collection[Pair]) -> dict[Pair, Row]:
 def latest(conn: Connection, pairs: Collection[Pair]) -> dict[Pair, Row]:
     """The newest incident of each rule and key, whatever its state."""
     out: dict[Pair, Row] = {}
-    for chunk in _chunks(list(pairs)):
+    for rule, hashes in _by_rule(pairs):
         newest = (
             select(func.max(incidents.c.id))
-            .where(tuple_(incidents.c.rule, incidents.c.key_hash).in_(chunk))
-            .group_by(incidents.c.rule, incidents.c.key_hash)
+            .where(incidents.c.rule == rule, incidents.c.key_hash.in_(hashes))
+            .group_by(incidents.c.key_hash)
         )
         q = select(incidents).where(incidents.c.id.in_(newest.scalar_subquery()))
         out.update({(r.rule, r.key_hash): dict(r._mapping) for r in conn.execute(q)})
