@@ -21,12 +21,15 @@ def _comment(body: dict[str, Any]) -> str:
     return comment
 
 
+def _existing(conn: Connection, number: int) -> dict[str, Any]:
+    row = _existing(conn, number)
+    return row
+
+
 def lifecycle(conn: Connection, number: int, action: Action, actor: str, body: dict[str, Any], now: datetime,
               close_after: float) -> dict[str, Any]:
     """Apply `action` to incident `number`; NotFound, Conflict (409) or BadRequest when it cannot be."""
-    row = incidents.get(conn, number)
-    if row is None:
-        raise NotFound("no such incident")
+    row = _existing(conn, number)
     why = refusal(action, State(row["state"]))
     if why:
         raise Conflict(why)
@@ -83,9 +86,7 @@ def merge(conn: Connection, number: int, actor: str, body: dict[str, Any], now: 
 
 
 def assign(conn: Connection, number: int, actor: str, body: dict[str, Any], now: datetime) -> dict[str, Any]:
-    row = incidents.get(conn, number)
-    if row is None:
-        raise NotFound("no such incident")
+    row = _existing(conn, number)
     assignee = body.get("assignee")
     if not isinstance(assignee, str) or not assignee.strip() or len(assignee) > 200:
         raise BadRequest("assignee must be a non-empty string of at most 200 characters")
@@ -98,9 +99,7 @@ def assign(conn: Connection, number: int, actor: str, body: dict[str, Any], now:
 
 
 def note(conn: Connection, number: int, actor: str, body: dict[str, Any], now: datetime) -> dict[str, Any]:
-    row = incidents.get(conn, number)
-    if row is None:
-        raise NotFound("no such incident")
+    row = _existing(conn, number)
     text = body.get("text")
     if not isinstance(text, str) or not text.strip() or len(text) > 65536:
         raise BadRequest("text must be a non-empty string of at most 65536 characters")

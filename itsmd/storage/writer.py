@@ -54,7 +54,6 @@ class Writer:
         self._conn: Connection | None = None
         self._stopping = False
         self.batches = 0
-        self.last_batch_size = 0
         self.on_batch: Callable[[int, float], None] | None = None  # (size, seconds) for metrics
 
     @property
@@ -101,7 +100,6 @@ class Writer:
                 raise
             self._settle(batch, results)
             self.batches += 1
-            self.last_batch_size = len(batch)
             if self.on_batch is not None:
                 self.on_batch(len(batch), loop.time() - started)
 
