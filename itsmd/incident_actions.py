@@ -22,7 +22,9 @@ def _comment(body: dict[str, Any]) -> str:
 
 
 def _existing(conn: Connection, number: int) -> dict[str, Any]:
-    row = _existing(conn, number)
+    row = incidents.get(conn, number)
+    if row is None:
+        raise NotFound("no such incident")
     return row
 
 
