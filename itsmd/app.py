@@ -45,7 +45,7 @@ class Timers:
     deadline_tick: float = 5.0
     retention_batch: int = 1000
     pipeline_poll: float = 1.0
-    shutdown_grace: float = 10.0
+    shutdown_grace: float = 3.0  # in-flight requests need milliseconds; an idle keep-alive must not hold the exit
 
 
 def authenticator(config: Config) -> Authenticator:
