@@ -23,7 +23,7 @@ from itsmd.core.rule import RuleSet
 from itsmd.errors import ConfigError, StartupError
 from itsmd.metrics import Metrics
 from itsmd.pipeline.worker import PipelineWorker
-from itsmd.reload import plan
+from itsmd.reload import restart_needed
 from itsmd.scheduler import Scheduler
 from itsmd.storage import retention
 from itsmd.storage.database import DaemonLock, migrate, open_database, sqlite_file
@@ -152,7 +152,7 @@ class Daemon:
         rules = None
         try:
             new = await asyncio.to_thread(self._loader)
-            problems = plan(self.config, new).problems
+            problems = restart_needed(self.config, new)
             rules = await asyncio.to_thread(rules_of, new)
         except ConfigError as e:
             problems = e.problems

@@ -92,19 +92,18 @@ class Progress:
     reason: str
 
 
-def progress(policy: str, quiet: float, counts: Counts, restored_at: datetime | None, now: datetime) -> Progress:
+def progress(policy: str, quiet: float, counts: Counts, now: datetime) -> Progress:
     """Apply the rule's resolve policy (all | any | quiet | manual) to an unresolved incident's counts."""
     cleared = counts.causes > 0 and counts.causes_firing == 0
     if policy == "any" and counts.causes_firing < counts.causes:
-        return Progress(True, restored_at or now, None, "an alert resolved (resolve: any)")
+        return Progress(True, now, None, "an alert resolved (resolve: any)")
     if not cleared:
         return Progress(False, None, None, "alerts still firing")
-    restored = restored_at or now
     if policy == "all":
-        return Progress(True, restored, None, "all alerts resolved")
+        return Progress(True, now, None, "all alerts resolved")
     if policy == "quiet":
-        return Progress(False, restored, restored + timedelta(seconds=quiet), f"quiet for {quiet:g}s to resolve")
-    return Progress(False, restored, None, "alerts cleared; resolve: manual waits for a person")
+        return Progress(False, now, now + timedelta(seconds=quiet), f"quiet for {quiet:g}s to resolve")
+    return Progress(False, now, None, "alerts cleared; resolve: manual waits for a person")
 
 
 def is_flapping(changes: int, threshold: int | None) -> bool:

@@ -218,7 +218,7 @@ def settle(conn: Connection, rules: RuleSet, ids: Iterable[int], close_after: fl
                 out.events.append(Event(now, "incident", incident_id, SYSTEM, "flapping",
                                         f"{changes} fire/resolve changes within {rule.flapping.within:g}s"))
         if rule is not None and row["state"] in (State.OPEN, State.ACKNOWLEDGED):
-            p = progress(str(rule.resolve.kind), rule.resolve.quiet, counts, None, now)
+            p = progress(str(rule.resolve.kind), rule.resolve.quiet, counts, now)
             values["restored_at"] = p.restored_at or row["restored_at"]
             values["resolve_at"] = (row["resolve_at"] or p.resolve_at) if p.resolve_at else None
             if p.resolve:
