@@ -6,20 +6,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from sqlalchemy import Connection
 
 from itsmd.clock import Clock
 from itsmd.core.alert import Status
-from itsmd.core.episode import Outcome, expire
+from itsmd.core.episode import History, Outcome, expire
 from itsmd.core.rule import RuleSet
 from itsmd.errors import StorageError
 from itsmd.metrics import Metrics
 from itsmd.pipeline.correlate import place_new, route, settle
 from itsmd.pipeline.dedup import dedup, fingerprint_of
 from itsmd.pipeline.delivery import Delivery
+from itsmd.pipeline.firing import FiringEpisodes
 from itsmd.storage import alerts, events, inbox, quarantine
 from itsmd.storage.events import Event
 from itsmd.storage.store import SqlStore
@@ -48,6 +49,7 @@ class PipelineWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._single = 0  # after a batch failed on its data: deliveries left to take one at a time
+        self.firing = FiringEpisodes()  # changed in the writer thread only (see pipeline.firing)
 
     def wake(self) -> None:
         self._wake.set()
@@ -67,7 +69,11 @@ class PipelineWorker:
         total = 0
         while True:
             limit = 1 if self._single else self._batch
-            step = await self._store.write(partial(self._step, limit=limit))
+            try:
+                step = await self._store.write(partial(self._step, limit=limit))
+            except BaseException:
+                self.firing.clear()  # the step's entries may not have committed
+                raise
             total += step.deliveries
             self._single = max(0, self._single - step.deliveries)
             if step.deliveries < limit:
@@ -106,14 +112,26 @@ class PipelineWorker:
         ]
         t1 = clock()
         resolves = {fp for _, a, fp in items if a.status == Status.RESOLVED}
-        histories = alerts.histories(conn, {fp for _, _, fp in items}, closed_too=resolves)
+        known = self.firing
+        histories: dict[str, History] = {}
+        unknown = set()
+        for _, _, fp in items:
+            cached = known.get(fp) if fp not in resolves else None
+            if cached is None:
+                unknown.add(fp)
+            else:
+                histories[fp] = History(open=cached)
+        histories.update(alerts.histories(conn, unknown, closed_too=resolves))
+        before = {fp: h.open for fp, h in histories.items() if h.open is not None}  # stored state: dedup replaces
         result = dedup(items, histories)
         t2 = clock()
         rules, now = self.rules, self._clock.now()
         route(rules, result.changed)
         found = place_new(conn, rules, result.changed, now)
         t3 = clock()
-        alerts.save(conn, result.changed.values())
+        episodes = list(result.changed.values())
+        new_ids = iter(alerts.save(conn, episodes, before))
+        stored = [ep if ep.id is not None and ep.id > 0 else replace(ep, id=next(new_ids)) for ep in episodes]
         inbox.remove(conn, [r.id for r in rows])
         stopped = (result.changed[i] for i in result.resolved)
         cleared = [ep for ep in stopped if ep.incident_id and ep.status == Status.RESOLVED]
@@ -126,6 +144,7 @@ class PipelineWorker:
         settle(conn, rules, found.touched | {ep.incident_id for ep in cleared if ep.incident_id}, self.close_after,
                now, found)
         events.append(conn, found.events)
+        known.record(stored)
         t4 = clock()
         stage.labels("normalize").observe(t1 - t0)
         stage.labels("dedup").observe(t2 - t1)
@@ -149,6 +168,7 @@ class PipelineWorker:
 
         def work(conn: Connection) -> int:
             changed = [e for e in (expire(ep, now) for ep in alerts.expiring(conn, now, limit)) if e]
+            self.firing.forget(ep.fingerprint for ep in changed)
             alerts.save(conn, changed)
             return len(changed)
 
@@ -156,3 +176,4 @@ class PipelineWorker:
         if n:
             self._metrics.episodes.labels(str(Outcome.EXPIRED)).inc(n)
         return n
+

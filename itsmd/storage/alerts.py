@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,10 @@ _STATE_COLS = (
     alerts.c.rule, alerts.c.key_hash, alerts.c.incident_id, alerts.c.symptom,
 )
 _CHUNK = 500  # bound parameters per IN (...) query
+# `status || ''`, not `status`: with status bound as a parameter, SQLite's planner (no statistics) prefers the
+# (status, id) index to the fingerprint index and scans every firing episode — a cost that grew with the number
+# of firing alerts. The expression makes only the fingerprint index usable.
+_STATUS_OF_FINGERPRINT = alerts.c.status.concat("")
 
 
 def _episode(r: Row[Any]) -> Episode:
@@ -41,7 +45,7 @@ def histories(
     result = {fp: History() for fp in fps}
     for i in range(0, len(fps), _CHUNK):
         firing = select(*_STATE_COLS).where(
-            alerts.c.fingerprint.in_(fps[i : i + _CHUNK]), alerts.c.status == Status.FIRING
+            alerts.c.fingerprint.in_(fps[i : i + _CHUNK]), _STATUS_OF_FINGERPRINT == Status.FIRING
         )
         for r in conn.execute(firing):
             result[r.fingerprint] = History(open=_episode(r))
@@ -50,7 +54,7 @@ def histories(
         chunk = need[i : i + _CHUNK]
         latest = (
             select(func.max(alerts.c.id))
-            .where(alerts.c.fingerprint.in_(chunk), alerts.c.status == Status.RESOLVED)
+            .where(alerts.c.fingerprint.in_(chunk), _STATUS_OF_FINGERPRINT == Status.RESOLVED)
             .group_by(alerts.c.fingerprint)
         )
         for r in conn.execute(select(*_STATE_COLS).where(alerts.c.id.in_(latest.scalar_subquery()))):
@@ -58,7 +62,7 @@ def histories(
     return result
 
 
-_STATE = ("status", "starts_at", "ends_at", "expires_at", "last_seen_at", "occurrences", "stale")
+_STATE = ("status", "starts_at", "ends_at", "expires_at", "last_seen_at", "occurrences")
 _CONTENT = ("annotations", "generator_url")
 
 
@@ -73,32 +77,45 @@ def _values(ep: Episode) -> dict[str, Any]:
     }
 
 
-def _update(conn: Connection, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    if rows:
-        stmt = update(alerts).where(alerts.c.id == bindparam("_id")).values({k: bindparam(k) for k in columns})
-        conn.execute(stmt, rows)
+def _changed_columns(ep: Episode, before: Episode | None) -> tuple[str, ...]:
+    """The columns to write for a stored episode: all state (and the content where known), or, when its stored
+    state `before` is known, only what differs. Fewer columns means fewer indexes touched (status, expiry)."""
+    content = _CONTENT if ep.annotations is not None and ep.generator_url is not None else ()
+    if before is None or before.id != ep.id:
+        return _STATE + content
+    return tuple(c for c in _STATE + content if getattr(ep, c) != getattr(before, c))
 
 
-def save(conn: Connection, episodes: Iterable[Episode]) -> None:
-    """Update stored episodes (id > 0) first, then insert new ones (id None or < 0).
+def save(conn: Connection, episodes: Iterable[Episode], before: Mapping[str, Episode] | None = None) -> list[int]:
+    """Update stored episodes (id > 0) first, then insert new ones (id None or < 0); returns the new ones' ids
+    in the order given. `before`: stored state by fingerprint, where known, so an update writes only what changed
+    (content — annotations, URL — is written only where it is known).
 
-    Content (annotations, URL) is written only where it is known. Updates go first so that a fingerprint's
-    resolved episode leaves the firing index before its next episode enters it.
+    Updates go first so that a fingerprint's resolved episode leaves the firing index before its next episode
+    enters it. Every update marks the alert not stale: any delivery shows its signal is alive.
     """
-    full, state, inserts = [], [], []
+    known = before or {}
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    inserts = []
     for ep in episodes:
-        values = _values(ep)
         if ep.id is None or ep.id < 0:
             assert ep.labels is not None and ep.annotations is not None and ep.generator_url is not None
-            inserts.append(values)
-        elif ep.annotations is not None and ep.generator_url is not None:
-            full.append({"_id": ep.id, **{k: values[k] for k in _STATE + _CONTENT}})
-        else:
-            state.append({"_id": ep.id, **{k: values[k] for k in _STATE}})
-    _update(conn, _STATE + _CONTENT, full)
-    _update(conn, _STATE, state)
-    if inserts:
-        conn.execute(insert(alerts), inserts)
+            inserts.append(_values(ep))
+            continue
+        columns = _changed_columns(ep, known.get(ep.fingerprint))
+        row: dict[str, Any] = {"_id": ep.id}
+        for c in columns:
+            value = getattr(ep, c)
+            row[c] = str(value) if c == "status" else value
+        updates.setdefault(columns, []).append(row)
+    for columns, rows in updates.items():
+        stmt = (update(alerts).where(alerts.c.id == bindparam("_id"))
+                .values({**{k: bindparam(k) for k in columns}, "stale": False}))
+        conn.execute(stmt, rows)
+    if not inserts:
+        return []
+    new = insert(alerts).returning(alerts.c.id, sort_by_parameter_order=True)
+    return [r.id for r in conn.execute(new, inserts)]
 
 
 def expiring(conn: Connection, now: datetime, limit: int) -> list[Episode]:
