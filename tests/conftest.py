@@ -6,11 +6,15 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
-from sqlalchemy import text
+# Subprocesses (`python -m itsmd`) import the package from THIS checkout, whichever one is installed editable.
+_ROOT = str(Path(__file__).resolve().parents[1])
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)
 
-from itsmd.storage.database import Database, migrate, open_database
-from itsmd.storage.store import SqlStore
+import pytest  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from itsmd.storage.database import Database, migrate, open_database  # noqa: E402
+from itsmd.storage.store import SqlStore  # noqa: E402
 
 # The project is cloned beside ../shared (developers and CI alike).
 SHARED = Path(os.environ.get("ITSMD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
