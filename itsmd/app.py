@@ -20,12 +20,12 @@ from itsmd.clock import Clock, SystemClock
 from itsmd.config import Config
 from itsmd.config.rules import load_rules
 from itsmd.core.rule import RuleSet
-from itsmd.errors import ConfigError, StartupError
+from itsmd.errors import ConfigError, StartupError, StorageError
 from itsmd.metrics import Metrics
 from itsmd.pipeline.worker import PipelineWorker
 from itsmd.reload import restart_needed
 from itsmd.scheduler import Scheduler
-from itsmd.storage import retention
+from itsmd.storage import retention, silences
 from itsmd.storage.database import DaemonLock, migrate, open_database, sqlite_file
 from itsmd.storage.store import SqlStore
 from itsmd.systemd import SystemdNotifier
@@ -99,6 +99,7 @@ class Daemon:
             ready=lambda: self._ready,
             close_after=lambda: self.config.incidents.close_after,
             reload=self.reload if loader else None,
+            release_muted=self.pipeline.release,
         )
         self.app = build_app(self.web, max_body_bytes=config.limits.max_body_bytes)
         self._runner: web.AppRunner | None = None
@@ -118,11 +119,18 @@ class Daemon:
             self._release()
             raise
         await self.store.start()
+        try:
+            await self.declare_silences(self.config)  # before the pipeline: its first batch sees them
+        except BaseException:
+            await self.store.stop()
+            self._release()
+            raise
         self.pipeline.start()
         self.pipeline.wake()  # deliveries left in the inbox by a crash are processed first
         self.scheduler.every(self.timers.expiry_tick, "expire-pushed-alerts", self.pipeline.expire_due)
         self.scheduler.every(self.timers.retention_tick, "retention", self.prune)
         self.scheduler.every(self.timers.deadline_tick, "incident-deadlines", self.run_deadlines)
+        self.scheduler.every(self.timers.deadline_tick, "silence-ends", self.pipeline.release_due)
         self.scheduler.start()
         self.metrics.config_loaded(True, self.clock.now().timestamp())
         self._ready = True
@@ -161,6 +169,12 @@ class Daemon:
             log.warning("reload failed; the running configuration is kept", extra={"problems": problems})
             return problems
         assert rules is not None
+        try:
+            await self.declare_silences(new)
+        except StorageError as e:
+            self.metrics.config_loaded(False, None)
+            log.warning("reload failed; the running configuration is kept", extra={"error": str(e)})
+            return [f"{new.path or '(defaults)'}: silences: cannot store them: {e}"]
         self.config = new
         self.pipeline.rules = rules
         self.pipeline.close_after = new.incidents.close_after
@@ -170,7 +184,18 @@ class Daemon:
         logging.getLogger().setLevel(new.log.level.upper())
         self.metrics.config_loaded(True, self.clock.now().timestamp())
         log.info("configuration reloaded")
+        try:
+            await self.pipeline.release_due()  # alerts of windows removed or changed, with the new rules
+        except StorageError as e:
+            log.warning("releasing alerts of ended silences failed; the next tick retries: %s", e)
         return []
+
+    async def declare_silences(self, config: Config) -> None:
+        """Store the maintenance windows `config` declares, replacing the declared set in one transaction."""
+        work = partial(silences.replace_config, declared=config.silences, now=self.clock.now())
+        added, ended = await self.store.write(work)
+        if added or ended:
+            log.info("declared silences stored", extra={"added": added, "ended": ended})
 
     async def run_deadlines(self) -> int:
         """Stale alerts and signal loss; quiet resolutions; closing resolved incidents after close_after."""

@@ -39,6 +39,14 @@ class Metrics:
             "(new, refreshed, resolved, duplicate_resolve, resolved_unseen, stale, expired).",
             ["outcome"], registry=r,
         )
+        self.muted = Counter(
+            "itsmd_alerts_muted", "Alerts that began firing under an active silence: stored, not correlated.",
+            registry=r,
+        )
+        self.unmuted = Counter(
+            "itsmd_alerts_unmuted", "Muted alerts still firing when their silence ended, then correlated.",
+            registry=r,
+        )
         self.write_batch = Histogram(
             "itsmd_writer_batch_size", "Writes committed together by the writer.",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r,

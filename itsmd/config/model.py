@@ -10,6 +10,7 @@ from types import MappingProxyType
 
 from itsmd.config.secret import Secret
 from itsmd.core.access import Role
+from itsmd.core.silence import Silence
 
 DEFAULT_PORT = 9797
 
@@ -187,6 +188,7 @@ class Config:
     ingest: Ingest
     storage: Storage
     log: Log
+    silences: tuple[Silence, ...] = ()  # maintenance windows declared in the file (ids `config:<hash>`)
 
     @classmethod
     def default(cls, base_dir: Path) -> Config:

@@ -36,7 +36,9 @@ from itsmd.config.model import (
 )
 from itsmd.config.problem import PathElement, Problem, format_path
 from itsmd.config.secret import Secret, read_secret
+from itsmd.config.silences import compile_declared
 from itsmd.core.access import Role
+from itsmd.core.silence import Silence
 
 MIN_TOKEN_LENGTH = 16
 _DATABASE_URL = re.compile(r"(sqlite|postgresql)(\+\w+)?://", re.ASCII)
@@ -47,7 +49,7 @@ _PLAIN_SECRETS = ("url",)  # given in the file, still handled as secrets (slack 
 Raw = Mapping[str, Any]
 Where = tuple[PathElement, ...]
 
-_LIST_SECTIONS = ("alertmanagers", "auth", "notifiers")  # compiled item by item
+_LIST_SECTIONS = ("alertmanagers", "auth", "notifiers", "silences")  # compiled item by item
 
 # Sections whose keys are exactly their dataclass's fields, with the keys that are durations.
 _PLAIN_SECTIONS: dict[str, tuple[Callable[..., object], tuple[str, ...]]] = {
@@ -81,6 +83,7 @@ def compile_config(
         "auth": compiler.auth,
         "notifiers": compiler.notifiers,
         "reports": compiler.reports,
+        "silences": compiler.silences,
         **{name: functools.partial(compiler.plain_section, name) for name in _PLAIN_SECTIONS},
     }
     changes = {
@@ -265,6 +268,11 @@ class _Compiler:
                 continue
             headers[name.strip()] = Secret(value.strip())
         return MappingProxyType(headers)
+
+    def silences(self, raw: list[Any]) -> tuple[Silence, ...]:
+        declared, problems = compile_declared(raw, self.schema_paths)
+        self.problems += problems
+        return declared
 
     def reports(self, raw: Raw) -> Reports:
         defaults = Reports()

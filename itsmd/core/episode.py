@@ -44,6 +44,7 @@ class Episode:
     key_hash: str | None = None
     incident_id: int | None = None
     symptom: str | None = None  # inhibited | dependency: joined a cause's incident
+    muted_by: str | None = None  # the silence that muted it when it began firing (not correlated meanwhile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ def merge(history: History, fp: str, alert: IncomingAlert, now: datetime) -> Mer
                 open_.id, fp, open_.labels, alert.annotations, Status.FIRING,
                 min(open_.starts_at, alert.starts_at), None, alert.expires_at, alert.generator_url,
                 open_.first_seen_at, max(open_.last_seen_at, now), open_.occurrences + 1,
-                open_.rule, open_.key, open_.key_hash, open_.incident_id, open_.symptom,
+                open_.rule, open_.key, open_.key_hash, open_.incident_id, open_.symptom, open_.muted_by,
             )
             return Merge(Outcome.REFRESHED, History(ep, closed), ep)
         if closed is not None and closed.ends_at is not None and alert.starts_at <= closed.ends_at:

@@ -41,14 +41,19 @@ class Correlation:
     events: list[Event] = field(default_factory=list)
 
 
-def route(rules: RuleSet, changed: dict[int, Episode]) -> None:
-    """Give each episode that begins in this batch its rule and key (first matching rule wins)."""
-    for eid, ep in list(changed.items()):
-        if eid < 0 and ep.rule is None and ep.labels is not None:
-            rule = rules.route(ep.labels)
-            if rule is not None:
-                key = rule.key(ep.labels)
-                changed[eid] = replace(ep, rule=rule.name, key=key, key_hash=key_hash(key))
+def route(rules: RuleSet, changed: dict[int, Episode], ids: Iterable[int] | None = None) -> None:
+    """Give each episode that begins in this batch its rule and key (first matching rule wins); with `ids`,
+    route those episodes afresh (none matching: unrouted)."""
+    for eid in list(changed) if ids is None else ids:
+        ep = changed[eid]
+        if ep.labels is None or (ids is None and (eid >= 0 or ep.rule is not None)):
+            continue
+        rule = rules.route(ep.labels)
+        if rule is not None:
+            key = rule.key(ep.labels)
+            changed[eid] = replace(ep, rule=rule.name, key=key, key_hash=key_hash(key))
+        elif ids is not None:
+            changed[eid] = replace(ep, rule=None, key=None, key_hash=None)
 
 
 def _render(rule: Rule, labels: dict[str, str], count: int, incident: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -98,11 +103,16 @@ class _Causes:
         return None
 
 
-def place_new(conn: Connection, rules: RuleSet, changed: dict[int, Episode], now: datetime) -> Correlation:
-    """Place every routed episode that begins firing in this batch (in arrival order)."""
+def place_new(conn: Connection, rules: RuleSet, changed: dict[int, Episode], now: datetime,
+              order: list[int] | None = None) -> Correlation:
+    """Place every routed episode that begins firing in this batch (in arrival order), muted ones aside.
+
+    `order` names the episodes to place instead, in order: stored ones a silence released count as beginning.
+    """
     out = Correlation()
-    beginning = sorted((eid for eid, ep in changed.items() if eid < 0 and ep.status == Status.FIRING),
-                       reverse=True)  # provisional ids count down in arrival order
+    beginning = order if order is not None else sorted(
+        (eid for eid, ep in changed.items() if eid < 0 and ep.status == Status.FIRING and ep.muted_by is None),
+        reverse=True)  # provisional ids count down in arrival order
     causes = _Causes(conn, rules, [changed[eid] for eid in beginning])
     fresh = []
     for eid in beginning:

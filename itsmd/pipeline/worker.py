@@ -21,6 +21,7 @@ from itsmd.pipeline.correlate import place_new, route, settle
 from itsmd.pipeline.dedup import dedup, fingerprint_of
 from itsmd.pipeline.delivery import Delivery
 from itsmd.pipeline.firing import FiringEpisodes
+from itsmd.pipeline.mute import Released, mute, release
 from itsmd.storage import alerts, events, inbox, quarantine
 from itsmd.storage.events import Event
 from itsmd.storage.store import SqlStore
@@ -126,6 +127,7 @@ class PipelineWorker:
         result = dedup(items, histories)
         t2 = clock()
         rules, now = self.rules, self._clock.now()
+        muted = mute(conn, result.changed, now)
         route(rules, result.changed)
         found = place_new(conn, rules, result.changed, now)
         t3 = clock()
@@ -152,7 +154,25 @@ class PipelineWorker:
         stage.labels("store").observe(t4 - t3)
         for outcome, n in result.outcomes.items():
             self._metrics.episodes.labels(str(outcome)).inc(n)
+        if muted:
+            self._metrics.muted.inc(muted)
         return Step(len(rows), len(items))
+
+    def release(self, conn: Connection, limit: int = 1000) -> Released:
+        """Inside a write: correlate the firing alerts whose silence ended (see pipeline.mute.release)."""
+        released = release(conn, self.rules, self._clock.now(), self.close_after, limit)
+        if released.correlated:
+            self._metrics.unmuted.inc(released.correlated)
+        return released
+
+    async def release_due(self, limit: int = 1000) -> int:
+        """The silence tick: release every firing alert whose silence ended; returns how many were looked at."""
+        total = 0
+        while True:
+            released = await self._store.write(partial(self.release, limit=limit))
+            total += released.seen
+            if released.seen < limit:
+                return total
 
     def _quarantine_oldest(self, conn: Connection) -> None:
         rows = inbox.oldest(conn, 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from itsmd.storage.tables import alerts
 _STATE_COLS = (
     alerts.c.id, alerts.c.fingerprint, alerts.c.status, alerts.c.starts_at, alerts.c.ends_at,
     alerts.c.expires_at, alerts.c.first_seen_at, alerts.c.last_seen_at, alerts.c.occurrences,
-    alerts.c.rule, alerts.c.key_hash, alerts.c.incident_id, alerts.c.symptom,
+    alerts.c.rule, alerts.c.key_hash, alerts.c.incident_id, alerts.c.symptom, alerts.c.muted_by,
 )
 _CHUNK = 500  # bound parameters per IN (...) query
 # `status || ''`, not `status`: with status bound as a parameter, SQLite's planner (no statistics) prefers the
@@ -32,7 +32,7 @@ def _episode(r: Row[Any]) -> Episode:
         id=r.id, fingerprint=r.fingerprint, labels=None, annotations=None, status=Status(r.status),
         starts_at=r.starts_at, ends_at=r.ends_at, expires_at=r.expires_at, generator_url=None,
         first_seen_at=r.first_seen_at, last_seen_at=r.last_seen_at, occurrences=r.occurrences,
-        rule=r.rule, key_hash=r.key_hash, incident_id=r.incident_id, symptom=r.symptom,
+        rule=r.rule, key_hash=r.key_hash, incident_id=r.incident_id, symptom=r.symptom, muted_by=r.muted_by,
     )
 
 
@@ -73,7 +73,8 @@ def _values(ep: Episode) -> dict[str, Any]:
         "expires_at": ep.expires_at, "generator_url": ep.generator_url,
         "first_seen_at": ep.first_seen_at, "last_seen_at": ep.last_seen_at,
         "occurrences": ep.occurrences, "rule": ep.rule, "key": ep.key, "key_hash": ep.key_hash,
-        "incident_id": ep.incident_id, "symptom": ep.symptom, "stale": False,  # any delivery shows the signal is alive
+        "incident_id": ep.incident_id, "symptom": ep.symptom, "muted_by": ep.muted_by,
+        "stale": False,  # any delivery shows the signal is alive
     }
 
 
@@ -118,6 +119,34 @@ def save(conn: Connection, episodes: Iterable[Episode], before: Mapping[str, Epi
     return [r.id for r in conn.execute(new, inserts)]
 
 
+_ROUTING = ("rule", "key", "key_hash", "incident_id", "symptom", "muted_by")
+
+
+def reroute(conn: Connection, episodes: Iterable[Episode]) -> None:
+    """Store where stored episodes now belong: their rule and key, incident, symptom mark and silence."""
+    rows = [{"_id": ep.id, **{k: v for k, v in _values(ep).items() if k in _ROUTING}} for ep in episodes]
+    if rows:
+        stmt = update(alerts).where(alerts.c.id == bindparam("_id")).values({k: bindparam(k) for k in _ROUTING})
+        conn.execute(stmt, rows)
+
+
+def muters(conn: Connection) -> list[str]:
+    """The silences that muted alerts still firing."""
+    q = select(alerts.c.muted_by).where(alerts.c.muted_by.is_not(None), alerts.c.status == Status.FIRING).distinct()
+    return [r[0] for r in conn.execute(q)]
+
+
+def muted(conn: Connection, silence_ids: Collection[str], limit: int) -> list[Episode]:
+    """Firing alerts muted by the given silences, oldest first, with their labels."""
+    q = (
+        select(*_STATE_COLS, alerts.c.labels, alerts.c.key)
+        .where(alerts.c.muted_by.in_(list(silence_ids)), alerts.c.status == Status.FIRING)
+        .order_by(alerts.c.id)
+        .limit(limit)
+    )
+    return [replace(_episode(r), labels=r.labels, key=r.key) for r in conn.execute(q)]
+
+
 def expiring(conn: Connection, now: datetime, limit: int) -> list[Episode]:
     """Firing episodes whose pushed endsAt has passed."""
     q = (
@@ -135,6 +164,7 @@ class AlertFilter:
     incident_id: int | None = None
     unrouted: bool | None = None
     fingerprint: str | None = None
+    muted: bool | None = None
 
 
 def page(conn: Connection, f: AlertFilter, limit: int, before_id: int | None) -> list[dict[str, Any]]:
@@ -150,6 +180,8 @@ def page(conn: Connection, f: AlertFilter, limit: int, before_id: int | None) ->
         q = q.where(alerts.c.incident_id.is_(None) if f.unrouted else alerts.c.incident_id.is_not(None))
     if f.fingerprint is not None:
         q = q.where(alerts.c.fingerprint == f.fingerprint)
+    if f.muted is not None:
+        q = q.where(alerts.c.muted_by.is_not(None) if f.muted else alerts.c.muted_by.is_(None))
     return [dict(r._mapping) for r in conn.execute(q)]
 
 

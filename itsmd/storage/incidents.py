@@ -81,10 +81,10 @@ def get(conn: Connection, incident_id: int) -> Row | None:
 
 
 def waiting(conn: Connection, rule: str, khash: str, since: datetime) -> list[Row]:
-    """Alerts of a rule and key not yet in an incident, first seen since `since` (toward min_alerts)."""
+    """Alerts of a rule and key not yet in an incident nor muted, first seen since `since` (toward min_alerts)."""
     q = select(alerts.c.id, alerts.c.starts_at, alerts.c.labels, alerts.c.status).where(
         alerts.c.rule == rule, alerts.c.key_hash == khash, alerts.c.incident_id.is_(None),
-        alerts.c.first_seen_at >= since, alerts.c.symptom.is_(None),
+        alerts.c.first_seen_at >= since, alerts.c.symptom.is_(None), alerts.c.muted_by.is_(None),
     )
     return [dict(r._mapping) for r in conn.execute(q)]
 

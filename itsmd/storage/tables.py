@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -31,6 +32,8 @@ inbox = Table(
     Column("source", String(16), nullable=False),
     Column("payload", LargeBinary(), nullable=False),  # normalised alerts, JSON (see pipeline.normalize)
 )
+
+MUTED_FIRING = text("muted_by IS NOT NULL AND status = 'firing'")
 
 # One row per alert episode (a firing of one label set); at most one firing row per fingerprint.
 alerts = Table(
@@ -64,6 +67,7 @@ alerts = Table(
     Index("alerts_pending", "rule", "key_hash", "first_seen_at"),
     Index("alerts_expiry", "expires_at", postgresql_where=text("expires_at IS NOT NULL"),
           sqlite_where=text("expires_at IS NOT NULL")),
+    Index("alerts_muted", "muted_by", postgresql_where=MUTED_FIRING, sqlite_where=MUTED_FIRING),
 )
 
 # Single alerts that could not be accepted inside an otherwise good body: kept with the reason.
@@ -137,4 +141,25 @@ events = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index("events_entity", "entity", "entity_id", "id"),
+)
+
+# Silences and maintenance windows (core.silence); expired ones are kept for the audit. `seq` orders the listing,
+# `id` is the public opaque id (a UUID, or `config:<hash>` for the windows declared in itsmd.yaml).
+silences = Table(
+    "silences",
+    metadata,
+    Column("seq", Id, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("origin", String(16), nullable=False),  # api | config
+    Column("matchers", JsonText(), nullable=False),  # the matcher texts, normalised
+    Column("starts_at", UtcDateTime()),  # null: in force from the beginning (config windows without a start)
+    Column("ends_at", UtcDateTime()),  # null: a recurring silence without an end
+    Column("schedule", JsonText()),  # cron expression of a recurring silence
+    Column("timezone", String(64)),  # the schedule's zone
+    Column("duration", Float()),  # seconds each recurring window lasts
+    Column("created_by", JsonText(), nullable=False),
+    Column("comment", JsonText(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("expired_at", UtcDateTime()),  # when DELETE (or removal from the config) ended it
 )

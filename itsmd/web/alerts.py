@@ -14,7 +14,7 @@ from itsmd.errors import BadRequest
 from itsmd.storage import alerts, quarantine
 from itsmd.web.auth import requires
 from itsmd.web.context import ctx, json_response
-from itsmd.web.listing import page, window
+from itsmd.web.listing import flag, page, window
 
 
 def alert_json(r: dict[str, Any]) -> dict[str, Any]:
@@ -47,17 +47,6 @@ def _incident(text: str | None) -> int | None:
     return number
 
 
-def _flag(request: web.Request, name: str) -> bool | None:
-    value = request.query.get(name)
-    if value is None or value == "":
-        return None
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise BadRequest(f"{name} must be true or false")
-
-
 @requires(Permission.READ)
 async def list_alerts(request: web.Request) -> web.Response:
     status = request.query.get("status") or None
@@ -66,8 +55,9 @@ async def list_alerts(request: web.Request) -> web.Response:
     f = alerts.AlertFilter(
         status=Status(status) if status else None,
         incident_id=_incident(request.query.get("incident")),
-        unrouted=_flag(request, "unrouted"),
+        unrouted=flag(request, "unrouted"),
         fingerprint=request.query.get("fingerprint") or None,
+        muted=flag(request, "muted"),
     )
     w = window(request)
     rows = await ctx(request).store.read(lambda conn: alerts.page(conn, f, w.limit, w.before_id))

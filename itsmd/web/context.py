@@ -8,8 +8,10 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from sqlalchemy import Connection
 
 from itsmd.clock import Clock
+from itsmd.errors import BadRequest
 from itsmd.metrics import Metrics
 from itsmd.storage.store import SqlStore
 from itsmd.web.auth import Authenticator
@@ -27,6 +29,8 @@ class WebContext:
     ready: Callable[[], bool] = field(default=lambda: True)
     close_after: Callable[[], float] = field(default=lambda: 86400.0)  # incidents.close_after, reloadable
     reload: Callable[[], Awaitable[list[str]]] | None = None  # returns the problems; empty = reloaded
+    # inside a write: correlate the alerts of silences that ended (the pipeline's, with the running rules)
+    release_muted: Callable[[Connection], object] = field(default=lambda conn: None)
 
 
 CONTEXT = web.AppKey("itsmd", WebContext)
@@ -43,3 +47,14 @@ def _dumps(obj: Any) -> str:
 def json_response(data: Any, status: int = 200) -> web.Response:
     """JSON with control characters escaped (orjson), never raw alert bytes."""
     return web.json_response(data, status=status, dumps=_dumps)
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's body, which must be a JSON object; BadRequest otherwise."""
+    try:
+        body = await request.json(loads=orjson.loads)
+    except ValueError as e:
+        raise BadRequest("body must be a JSON object") from e
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 from sqlalchemy import Connection
 
@@ -16,7 +15,7 @@ from itsmd.errors import BadRequest, NotFound
 from itsmd.storage import events, incidents
 from itsmd.web.alerts import alert_json
 from itsmd.web.auth import PRINCIPAL, requires
-from itsmd.web.context import ctx, json_response
+from itsmd.web.context import ctx, json_body, json_response
 from itsmd.web.listing import page, window
 
 _TIMES = ("detected_at", "opened_at", "acknowledged_at", "restored_at", "resolved_at", "closed_at")
@@ -81,16 +80,6 @@ async def get_incident(request: web.Request) -> web.Response:
     return json_response(found)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json(loads=orjson.loads)
-    except ValueError as e:
-        raise BadRequest("body must be a JSON object") from e
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
-    return body
-
-
 def _number(request: web.Request) -> int:
     number = parse_id(request.match_info["id"])
     if number is None:
@@ -101,7 +90,7 @@ def _number(request: web.Request) -> int:
 @requires(Permission.OPERATE)
 async def act(request: web.Request) -> web.Response:
     """POST /api/v1/incidents/{id}/{action}: ack, resolve, close, reopen, assign, merge, notes."""
-    c, number, body = ctx(request), _number(request), await _body(request)
+    c, number, body = ctx(request), _number(request), await json_body(request)
     actor, now, verb = request[PRINCIPAL].name, c.clock.now(), request.match_info["action"]
     if verb == "assign":
         row = await c.store.write(lambda conn: incident_actions.assign(conn, number, actor, body, now))

@@ -45,3 +45,15 @@ def page(items: list[dict[str, Any]], last_ids: list[int], w: Window) -> dict[st
     if len(items) == w.limit and last_ids:
         next_cursor = base64.urlsafe_b64encode(str(last_ids[-1]).encode()).decode().rstrip("=")
     return {"items": items, "next_cursor": next_cursor}
+
+
+def flag(request: web.Request, name: str) -> bool | None:
+    """A true/false query parameter; None when absent or empty."""
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"{name} must be true or false")

@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from itsmd.errors import UnsupportedMediaType
-from itsmd.web import alerts, incidents, ingest, ops
+from itsmd.web import alerts, incidents, ingest, ops, silences
 from itsmd.web.auth import PRINCIPAL, Handler, check
 from itsmd.web.context import CONTEXT, WebContext, ctx
 from itsmd.web.errors import error_answer
@@ -50,6 +50,10 @@ def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
     app.router.add_get("/api/v1/incidents", incidents.list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", incidents.get_incident)
     app.router.add_post("/api/v1/incidents/{id}/{action}", incidents.act)
+    app.router.add_get("/api/v1/silences", silences.list_silences)
+    app.router.add_post("/api/v1/silences", silences.create_silence)
+    app.router.add_get("/api/v1/silences/{id}", silences.get_silence)
+    app.router.add_delete("/api/v1/silences/{id}", silences.expire_silence)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)
