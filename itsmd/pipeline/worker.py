@@ -12,9 +12,9 @@ from functools import partial
 from sqlalchemy import Connection
 
 from itsmd.clock import Clock
+from itsmd.config.routing import Routing
 from itsmd.core.alert import Status
 from itsmd.core.episode import Outcome, expire
-from itsmd.core.rule import RuleSet
 from itsmd.errors import StorageError
 from itsmd.metrics import Metrics
 from itsmd.pipeline.correlate import place_new, route, settle
@@ -36,9 +36,9 @@ class Step:
 class PipelineWorker:
     def __init__(
         self, store: SqlStore, clock: Clock, metrics: Metrics, batch: int = 500, idle_poll: float = 1.0,
-        rules: RuleSet | None = None, close_after: float = 86400.0,
+        routing: Routing | None = None, close_after: float = 86400.0,
     ) -> None:
-        self.rules = rules or RuleSet(())  # swapped whole on reload; each batch reads it once
+        self.routing = routing or Routing()  # rules and services, swapped whole on reload; each batch reads it once
         self.close_after = close_after
         self._store = store
         self._clock = clock
@@ -109,9 +109,9 @@ class PipelineWorker:
         histories = alerts.histories(conn, {fp for _, _, fp in items}, closed_too=resolves)
         result = dedup(items, histories)
         t2 = clock()
-        rules, now = self.rules, self._clock.now()
-        route(rules, result.changed)
-        found = place_new(conn, rules, result.changed, now)
+        routing, now = self.routing, self._clock.now()
+        route(routing.rules, result.changed)
+        found = place_new(conn, routing, result.changed, now)
         t3 = clock()
         alerts.save(conn, result.changed.values())
         inbox.remove(conn, [r.id for r in rows])
@@ -123,7 +123,7 @@ class PipelineWorker:
             for ep in cleared if ep.id is not None and ep.id > 0
         ])
         found.events.clear()
-        settle(conn, rules, found.touched | {ep.incident_id for ep in cleared if ep.incident_id}, self.close_after,
+        settle(conn, routing, found.touched | {ep.incident_id for ep in cleared if ep.incident_id}, self.close_after,
                now, found)
         events.append(conn, found.events)
         t4 = clock()
@@ -133,6 +133,8 @@ class PipelineWorker:
         stage.labels("store").observe(t4 - t3)
         for outcome, n in result.outcomes.items():
             self._metrics.episodes.labels(str(outcome)).inc(n)
+        for rule, n in found.unmapped.items():
+            self._metrics.alerts_unmapped.labels(rule).inc(n)
         return Step(len(rows), len(items))
 
     def _quarantine_oldest(self, conn: Connection) -> None:
