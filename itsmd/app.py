@@ -18,8 +18,7 @@ from sqlalchemy import Connection
 from itsmd import incident_actions
 from itsmd.clock import Clock, SystemClock
 from itsmd.config import Config
-from itsmd.config.rules import load_rules
-from itsmd.core.rule import RuleSet
+from itsmd.config.routing import load_routing
 from itsmd.errors import ConfigError, StartupError, StorageError
 from itsmd.metrics import Metrics
 from itsmd.pipeline.worker import PipelineWorker
@@ -53,11 +52,6 @@ def authenticator(config: Config) -> Authenticator:
     return Authenticator([Credential(t.name, t.role, t.sha256) for t in tokens])
 
 
-def rules_of(config: Config) -> RuleSet:
-    """The rules the configuration names; ConfigError with every problem."""
-    return load_rules(config.rules, notifiers=[n.name for n in config.notifiers])
-
-
 class Daemon:
     def __init__(
         self,
@@ -84,7 +78,7 @@ class Daemon:
         self.pipeline = PipelineWorker(
             self.store, self.clock, self.metrics,
             batch=config.ingest.pipeline_batch, idle_poll=self.timers.pipeline_poll,
-            rules=rules_of(config), close_after=config.incidents.close_after,
+            routing=load_routing(config), close_after=config.incidents.close_after,
         )
         self.scheduler = Scheduler()
         self._ready = False
@@ -155,20 +149,21 @@ class Daemon:
         log.info("listening", extra={"address": str(listen), "tls": tls is not None})
 
     async def reload(self) -> list[str]:
-        """Load the configuration again; adopt it whole or not at all. Returns the problems."""
+        """Load the configuration again, rules and services included; adopt it whole or not at all. Returns the
+        problems."""
         assert self._loader is not None
-        rules = None
+        routing = None
         try:
             new = await asyncio.to_thread(self._loader)
             problems = restart_needed(self.config, new)
-            rules = await asyncio.to_thread(rules_of, new)
+            routing = await asyncio.to_thread(load_routing, new)
         except ConfigError as e:
             problems = e.problems
         if problems:
             self.metrics.config_loaded(False, None)
             log.warning("reload failed; the running configuration is kept", extra={"problems": problems})
             return problems
-        assert rules is not None
+        assert routing is not None
         try:
             await self.declare_silences(new)
         except StorageError as e:
@@ -176,7 +171,7 @@ class Daemon:
             log.warning("reload failed; the running configuration is kept", extra={"error": str(e)})
             return [f"{new.path or '(defaults)'}: silences: cannot store them: {e}"]
         self.config = new
-        self.pipeline.rules = rules
+        self.pipeline.routing = routing
         self.pipeline.close_after = new.incidents.close_after
         self.web.authenticator = authenticator(new)
         self.web.max_alerts_per_request = new.limits.max_alerts_per_request

@@ -12,7 +12,7 @@ import uvloop
 
 from itsmd import __version__, logs
 from itsmd.config import Config, find_config, load_config
-from itsmd.config.rules import load_rules
+from itsmd.config.routing import load_routing
 from itsmd.errors import ConfigError, ItsmdError, StartupError
 
 EXIT_PROBLEMS = 1
@@ -37,15 +37,16 @@ def _loader(arg: str | None) -> Callable[[], Config]:
 
 
 def _check(load: Callable[[], Config]) -> int:
-    """Validate the config file, then the rules it names; print every problem."""
+    """Validate the config file, then the rules and services it names; print every problem."""
     try:
         config = load()
-        rules = load_rules(config.rules, notifiers=[n.name for n in config.notifiers])
+        routing = load_routing(config)
     except ConfigError as e:
         for problem in e.problems:
             print(problem)
         return EXIT_PROBLEMS
-    print(f"ok ({len(rules.rules)} rules)" if rules.rules else "ok")
+    counts = [f"{n} {what}" for n, what in ((len(routing.rules), "rules"), (len(routing.services), "services")) if n]
+    print(f"ok ({', '.join(counts)})" if counts else "ok")
     return 0
 
 

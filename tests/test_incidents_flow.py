@@ -218,9 +218,9 @@ async def test_flapping_marks_the_incident(client: Client, running: tuple[Daemon
     (tmp_path / "rules" / "main.yaml").write_text(RULES.replace(
         "  - name: anything-critical", "  - name: flappy\n    match: ['alertname=\"Flappy\"']\n    group_by: []\n"
         "    resolve: manual\n    flapping: {changes: 4, within: 30m}\n  - name: anything-critical"))
-    from itsmd.app import rules_of
+    from itsmd.config.routing import load_routing
 
-    dm.pipeline.rules = rules_of(dm.config)
+    dm.pipeline.routing = load_routing(dm.config)
     for i in range(3):
         start = f"2026-11-25T22:{10 + 2 * i:02d}:00Z"
         await send(client, dm, alert("Flappy", starts=start))
@@ -270,9 +270,9 @@ async def test_inhibited_alerts_join_the_cause_as_symptoms(
 ) -> None:
     dm, _ = running
     (tmp_path / "rules" / "main.yaml").write_text(INHIBITING)
-    from itsmd.app import rules_of
+    from itsmd.config.routing import load_routing
 
-    dm.pipeline.rules = rules_of(dm.config)
+    dm.pipeline.routing = load_routing(dm.config)
     await send(client, dm, alert("NodeExporterDown", instance="a"))
     await send(client, dm, alert("NodeCpuHigh", instance="a"), alert("NodeDiskFull", instance="b"))
     incs = {i["rule"]: i for i in (await get(client, "/api/v1/incidents"))["items"]}
@@ -285,3 +285,17 @@ async def test_inhibited_alerts_join_the_cause_as_symptoms(
     # the cause resolving does not wait for its symptoms (resolve: all counts causes only)
     await send(client, dm, alert("NodeExporterDown", "resolved", instance="a"))
     assert (await get(client, f"/api/v1/incidents/{cause['id']}"))["state"] == "resolved"
+
+
+async def test_a_cause_takes_the_symptoms_behind_it_in_the_same_delivery(
+    client: Client, running: tuple[Daemon, FakeClock], tmp_path: Path
+) -> None:
+    dm, _ = running
+    (tmp_path / "rules" / "main.yaml").write_text(INHIBITING)
+    from itsmd.config.routing import load_routing
+
+    dm.pipeline.routing = load_routing(dm.config)
+    await send(client, dm, alert("NodeExporterDown", instance="a"), alert("NodeCpuHigh", instance="a"))
+    [cause] = (await get(client, "/api/v1/incidents"))["items"]
+    detail = await get(client, f"/api/v1/incidents/{cause['id']}")
+    assert [a["symptom"] for a in detail["alerts"]] == [None, "inhibited"]

@@ -96,14 +96,36 @@ async def test_reload_needs_admin_and_json(client: Client) -> None:
 
 
 async def test_reload_swaps_rules_or_keeps_them_on_a_bad_set(client: Client, daemon: Daemon, tmp_path: Path) -> None:
-    assert len(daemon.pipeline.rules) == 0
+    assert len(daemon.pipeline.routing.rules) == 0
     (tmp_path / "rules").mkdir()
     good = "rules:\n  - name: a\n    match: ['alertname=\"A\"']\n    group_by: []\n"
     (tmp_path / "rules" / "a.yaml").write_text(good)
     assert (await reload(client))[0] == 200
-    assert [r.name for r in daemon.pipeline.rules] == ["a"]
+    assert [r.name for r in daemon.pipeline.routing.rules] == ["a"]
     (tmp_path / "rules" / "b.yaml").write_text(good)  # the same rule name twice
     status, body = await reload(client)
     assert status == 400 and any("b.yaml" in p for p in body["problems"])  # type: ignore[union-attr]
-    assert [r.name for r in daemon.pipeline.rules] == ["a"]
+    assert [r.name for r in daemon.pipeline.routing.rules] == ["a"]
+    assert await metric(client, "itsmd_config_last_reload_successful") == 0
+
+
+async def test_reload_swaps_services_with_the_rules_all_or_nothing(
+    client: Client, daemon: Daemon, tmp_path: Path
+) -> None:
+    assert len(daemon.pipeline.routing.services) == 0
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "a.yaml").write_text("rules: [{name: a, match: ['alertname=\"A\"'], group_by: []}]\n")
+    (tmp_path / "services.yaml").write_text("services: [{name: db, match: ['job=\"db\"']}]\n")
+    write(tmp_path, INGEST_OLD, services="services.yaml")
+    assert (await reload(client))[0] == 200
+    routing = daemon.pipeline.routing
+    assert [r.name for r in routing.rules] == ["a"] and [s.name for s in routing.services] == ["db"]
+    # A new good rule beside a bad catalogue: neither is adopted.
+    (tmp_path / "rules" / "b.yaml").write_text("rules:\n  - name: b\n    match: []\n    group_by: []\n")
+    (tmp_path / "services.yaml").write_text("services: [{name: app, match: ['job=\"app\"'], depends_on: [gone]}]\n")
+    status, body = await reload(client)
+    assert status == 400
+    assert body["problems"] == [f"{tmp_path / 'services.yaml'}: services[0].depends_on[0]: unknown service 'gone' "
+                                "(known: app)"]
+    assert daemon.pipeline.routing is routing
     assert await metric(client, "itsmd_config_last_reload_successful") == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 PathElement = str | int
@@ -31,3 +32,10 @@ def format_path(path: tuple[PathElement, ...]) -> str:
 def format_problems(problems: list[Problem], file: str) -> list[str]:
     """Every problem as `FILE: PATH: message`, sorted by path (stable within one path)."""
     return [p.format(file) for p in sorted(problems, key=Problem.sort_key)]
+
+
+def known_names(names: Collection[str]) -> str:
+    """` (known: a, b, c)` to follow an unknown name in a message, at most ten shown; "" when there are none."""
+    shown = sorted(names)
+    more = f", ... ({len(shown)} in all)" if len(shown) > 10 else ""
+    return f" (known: {', '.join(shown[:10])}{more})" if shown else ""

@@ -11,7 +11,7 @@ from typing import Any
 
 from itsmd.config.document import load_validator, read_yaml, validate
 from itsmd.config.duration import parse_duration
-from itsmd.config.problem import PathElement, Problem, format_path, format_problems
+from itsmd.config.problem import PathElement, Problem, format_path, format_problems, known_names
 from itsmd.core.matcher import Matcher, parse_matcher
 from itsmd.core.priority import parse_level
 from itsmd.core.rule import (
@@ -284,7 +284,7 @@ class _FileCompiler:
         if known is not None:
             for j, name in enumerate(names):
                 if self.clean((*where, j)) and name not in known:
-                    self.problem((*where, j), f"unknown playbook {name!r}{_known(known)}")
+                    self.problem((*where, j), f"unknown playbook {name!r}{known_names(known)}")
         return tuple(names)
 
     def escalate(self, raw: Raw, where: Where) -> Escalation:
@@ -294,7 +294,7 @@ class _FileCompiler:
         for j, name in enumerate(names):
             if name not in known:
                 at = (*where, "to") if isinstance(to, str) else (*where, "to", j)
-                self.problem(at, f"unknown notifier {name!r}{_known(known) if known else '; no notifiers configured'}")
+                self.problem(at, f"unknown notifier {name!r}{known_names(known) or '; no notifiers configured'}")
         after = self.get(raw, where, "after", self.duration, None)
         repeat = self.get(raw, where, "repeat", self.duration, None)
         if repeat == 0:
@@ -308,9 +308,3 @@ def _strings(values: list[str], where: Where) -> tuple[str, ...]:
 
 def _integer(value: int | float, where: Where) -> int:
     return int(value)  # JSON Schema's `integer` admits 4.0
-
-
-def _known(names: Collection[str]) -> str:
-    shown = sorted(names)
-    more = f", ... ({len(shown)} in all)" if len(shown) > 10 else ""
-    return f" (known: {', '.join(shown[:10])}{more})" if shown else ""

@@ -23,6 +23,13 @@ class Resolution(StrEnum):
     MANUAL = "manual"
 
 
+class Symptom(StrEnum):
+    """Why an alert joined a cause's incident instead of being placed by its own rule (DESIGN §1.6 item 6)."""
+
+    INHIBITED = "inhibited"  # the incident's rule `inhibits` it
+    DEPENDENCY = "dependency"  # its service depends on the incident's service
+
+
 class Action(StrEnum):
     ACK = "ack"
     RESOLVE = "resolve"

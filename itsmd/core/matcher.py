@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import heapq
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 class MatchOp(StrEnum):
@@ -51,6 +55,51 @@ class Matcher:
 
     def __str__(self) -> str:
         return f"{format_name(self.name)}{self.op.value}{quote(self.value)}"
+
+
+class FirstMatch(Generic[T]):
+    """Items in precedence order, each with its matchers; `first(labels)` is the first item whose matchers all
+    match, at a cost that does not grow with the number of items (rules route alerts, services map them).
+
+    Each item is indexed under one of its `name="value"` matchers (preferably one on `prefer`); items without one
+    are scanned. An alert's candidates are the index hits for its labels plus the scanned items, tried in order.
+    """
+
+    __slots__ = ("_index", "_items", "_scan")
+
+    def __init__(self, items: Iterable[tuple[T, Sequence[Matcher]]], prefer: str = "alertname") -> None:
+        self._items = tuple((item, tuple(matchers)) for item, matchers in items)
+        self._index: dict[tuple[str, str], list[int]] = {}
+        self._scan: list[int] = []
+        for order, (_, matchers) in enumerate(self._items):
+            indexed = _index_matcher(matchers, prefer)
+            if indexed is None:
+                self._scan.append(order)
+            else:
+                self._index.setdefault((indexed.name, indexed.value), []).append(order)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[T]:
+        return (item for item, _ in self._items)
+
+    def first(self, labels: Mapping[str, str]) -> T | None:
+        """The first item whose matchers all match `labels`, or None."""
+        hits = [self._index[pair] for pair in labels.items() if pair in self._index]
+        candidates: Iterable[int] = heapq.merge(self._scan, *hits) if hits else self._scan
+        for order in candidates:
+            item, matchers = self._items[order]
+            if all(m.matches(labels) for m in matchers):
+                return item
+        return None
+
+
+def _index_matcher(matchers: Sequence[Matcher], prefer: str) -> Matcher | None:
+    """The equality matcher to index under: one on `prefer` if there is one. An empty value also matches a
+    missing label, which no index lookup by the alert's own labels would find, so it is never used."""
+    usable = [m for m in matchers if m.op is MatchOp.EQ and m.value]
+    return next((m for m in usable if m.name == prefer), usable[0] if usable else None)
 
 
 def parse_matcher(text: str) -> Matcher:

@@ -1,4 +1,5 @@
-"""Priority = impact x urgency (the ServiceNow 3x3 matrix), and urgency read from the severity label."""
+"""Priority = impact x urgency (the ServiceNow 3x3 matrix); urgency read from the severity label, impact from
+the service tier."""
 
 from __future__ import annotations
 
@@ -53,3 +54,12 @@ def parse_level(text: str) -> Level:
 def urgency_of_severity(severity: str | None) -> Level:
     """The default urgency: critical/page/P1/error/major/high -> high; info/low -> low; else (or none) medium."""
     return _SEVERITY_URGENCY.get((severity or "").strip().lower(), Level.MEDIUM)
+
+
+# A service's tier (1 = most critical) as the impact of its incidents; reference/itsm-domain.md §2.4.
+_TIER_IMPACT = {1: Level.HIGH, 2: Level.MEDIUM, 3: Level.LOW}
+
+
+def impact_of_tier(tier: int | None) -> Level:
+    """The default impact: tier 1 -> high, 2 -> medium, 3 -> low; no tier (or an unmapped alert) -> medium."""
+    return _TIER_IMPACT.get(tier, Level.MEDIUM) if tier is not None else Level.MEDIUM

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from itsmd.core.matcher import Matcher, MatchOp, format_labels
-from itsmd.core.priority import Level, Priority, parse_level, priority, urgency_of_severity
+from itsmd.core.matcher import FirstMatch, Matcher, format_labels
+from itsmd.core.priority import Level, Priority, impact_of_tier, parse_level, priority, urgency_of_severity
+from itsmd.core.service import UNMAPPED
 
 # The names a rule's templates may use; `Rule.context` builds exactly these.
 CONTEXT_NAMES = ("rule", "labels", "annotations", "alerts", "alert_count", "incident", "service")
@@ -70,8 +70,21 @@ class SeverityUrgency:
         return urgency_of_severity(severity if isinstance(severity, str) else None).value
 
 
+@dataclass(frozen=True, slots=True)
+class TierImpact:
+    """The default impact, from the tier of the incident's service: 1 -> high, 2 -> medium, 3 -> low; no tier
+    or no service -> medium."""
+
+    source: str = "(impact from the service tier)"
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        service = context.get("service")
+        tier = service.get("tier") if isinstance(service, Mapping) else None
+        return impact_of_tier(tier if isinstance(tier, int) else None).value
+
+
 DEFAULT_TITLE = DefaultTitle()
-DEFAULT_IMPACT = Fixed(Level.MEDIUM.value)
+DEFAULT_IMPACT = TierImpact()
 DEFAULT_URGENCY = SeverityUrgency()
 
 
@@ -224,7 +237,7 @@ class Rule:
         incident: Mapping[str, Any] | None = None,
         service: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The context of this rule's templates (every name in CONTEXT_NAMES)."""
+        """The context of this rule's templates (every name in CONTEXT_NAMES); `service` None is UNMAPPED."""
         return {
             "rule": self.name,
             "labels": labels,
@@ -232,7 +245,7 @@ class Rule:
             "alerts": alerts,
             "alert_count": len(alerts),
             "incident": incident,
-            "service": service,
+            "service": service if service is not None else UNMAPPED,
         }
 
     def impact_level(self, context: Mapping[str, Any]) -> Level:
@@ -249,28 +262,19 @@ class Rule:
 
 
 class RuleSet:
-    """Rules in precedence order (files sorted, then file order); routing cost does not grow with their number.
+    """Rules in precedence order (files sorted, then file order); routing cost does not grow with their number
+    (each rule is indexed under one of its equality matchers, preferably on `alertname`: see `FirstMatch`)."""
 
-    Each rule is indexed under one of its `name="value"` matchers (preferably `alertname`); rules without one are
-    scanned. An alert's candidates are the index hits for its labels plus the scanned rules, tried in order.
-    """
-
-    __slots__ = ("_by_name", "_index", "_inhibitors", "_rules", "_scan")
+    __slots__ = ("_by_name", "_inhibitors", "_router", "_rules")
 
     def __init__(self, rules: Iterable[Rule] = ()) -> None:
         self._rules = tuple(rules)
         self._by_name: dict[str, Rule] = {}
-        self._index: dict[tuple[str, str], list[int]] = {}
-        self._scan: list[int] = []
-        for order, rule in enumerate(self._rules):
+        for rule in self._rules:
             if rule.name in self._by_name:
                 raise ValueError(f"duplicate rule name {rule.name!r}")
             self._by_name[rule.name] = rule
-            indexed = _index_matcher(rule)
-            if indexed is None:
-                self._scan.append(order)
-            else:
-                self._index.setdefault((indexed.name, indexed.value), []).append(order)
+        self._router = FirstMatch((rule, rule.matchers) for rule in self._rules)
         self._inhibitors = tuple(rule for rule in self._rules if rule.inhibits)
 
     def __len__(self) -> int:
@@ -288,13 +292,7 @@ class RuleSet:
 
     def route(self, labels: Mapping[str, str]) -> Rule | None:
         """The first rule whose matchers all match `labels`, or None (the alert is unrouted)."""
-        hits = [self._index[pair] for pair in labels.items() if pair in self._index]
-        candidates: Iterable[int] = heapq.merge(self._scan, *hits) if hits else self._scan
-        for order in candidates:
-            rule = self._rules[order]
-            if rule.matches(labels):
-                return rule
-        return None
+        return self._router.first(labels)
 
     def by_name(self, name: str) -> Rule | None:
         return self._by_name.get(name)
@@ -302,10 +300,3 @@ class RuleSet:
     def inhibitors(self) -> tuple[Rule, ...]:
         """The rules that have `inhibits`, in precedence order."""
         return self._inhibitors
-
-
-def _index_matcher(rule: Rule) -> Matcher | None:
-    """The equality matcher to index `rule` under: `alertname` if it has one. An empty value also matches a
-    missing label, which no index lookup by the alert's own labels would find, so it is never used."""
-    usable = [m for m in rule.matchers if m.op is MatchOp.EQ and m.value]
-    return next((m for m in usable if m.name == "alertname"), usable[0] if usable else None)

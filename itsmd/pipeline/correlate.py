@@ -5,6 +5,7 @@ Runs inside the pipeline's transaction, after dedup: what it decides commits tog
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -12,12 +13,14 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from itsmd.config.routing import Routing
 from itsmd.core.alert import Status
 from itsmd.core.episode import Episode
 from itsmd.core.incident import (
     Placement,
     Resolution,
     State,
+    Symptom,
     common_labels,
     display_id,
     is_flapping,
@@ -26,6 +29,7 @@ from itsmd.core.incident import (
 )
 from itsmd.core.priority import parse_level, priority
 from itsmd.core.rule import DEFAULT_IMPACT, DEFAULT_TITLE, DEFAULT_URGENCY, Rule, RuleSet
+from itsmd.core.service import Catalogue, Service, service_context
 from itsmd.storage import events, incidents
 from itsmd.storage.events import Event
 from itsmd.storage.incidents import key_hash
@@ -39,6 +43,7 @@ class Correlation:
     touched: set[int] = field(default_factory=set)  # incidents whose alerts changed
     joined: dict[int, list[Mapping[str, str]]] = field(default_factory=dict)  # labels of cause alerts that joined
     events: list[Event] = field(default_factory=list)
+    unmapped: Counter[str] = field(default_factory=Counter)  # new alerts of no service, by rule ("": unrouted)
 
 
 def route(rules: RuleSet, changed: dict[int, Episode], ids: Iterable[int] | None = None) -> None:
@@ -56,10 +61,11 @@ def route(rules: RuleSet, changed: dict[int, Episode], ids: Iterable[int] | None
             changed[eid] = replace(ep, rule=None, key=None, key_hash=None)
 
 
-def _render(rule: Rule, labels: dict[str, str], count: int, incident: dict[str, Any]) -> tuple[dict[str, Any], str]:
+def _render(rule: Rule, labels: dict[str, str], count: int, incident: dict[str, Any],
+            service: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     """Title, impact, urgency and priority from the rule's templates; a failing template falls back to the
     default and says why (alert values are data in the context, never templates)."""
-    context = rule.context(labels, incident=incident, service={"name": None, "tier": None, "owner": None})
+    context = rule.context(labels, incident=incident, service=service)
     context["alert_count"] = count
     problems: list[str] = []
     try:
@@ -79,112 +85,164 @@ def _render(rule: Rule, labels: dict[str, str], count: int, incident: dict[str, 
 
 
 class _Causes:
-    """Unresolved incidents of rules with `inhibits`, loaded only when some new alert matches an inhibit."""
+    """Unresolved incidents that take new alerts as symptoms (DESIGN §1.6 item 6): those of rules with
+    `inhibits`, and those of the services that a new alert's service depends on. Each kind is loaded only when
+    some new alert could be its symptom."""
 
-    def __init__(self, conn: Connection, rules: RuleSet, new: list[Episode]) -> None:
+    def __init__(self, conn: Connection, rules: RuleSet, services: Catalogue,
+                 new: list[tuple[Episode, Service | None]]) -> None:
         self._rules = {r.name: r for r in rules.inhibitors()}
-        wanted = any(
+        self._services = services
+        inhibitable = any(
             all(m.matches(ep.labels or {}) for m in i.matchers)
-            for r in self._rules.values() for i in r.inhibits for ep in new
+            for r in self._rules.values() for i in r.inhibits for ep, _ in new
         )
-        self._open = incidents.of_rules(conn, list(self._rules)) if wanted else []
+        self._inhibiting = incidents.of_rules(conn, list(self._rules)) if inhibitable else []
+        self._needed = {name for _, service in new if service for name in services.dependencies(service.name)}
+        self._of_service: dict[str, list[dict[str, Any]]] = {}
+        # Two per service suffice: `find` passes over at most one (the alert's own rule and key's).
+        for row in incidents.of_services(conn, self._needed, limit=2):
+            self._of_service.setdefault(row["service"], []).append(row)
 
-    def opened(self, rule: Rule, incident: dict[str, Any]) -> None:
-        if rule.name in self._rules and all(i["id"] != incident["id"] for i in self._open):
-            self._open.append(incident)
+    def opened(self, incident: dict[str, Any]) -> None:
+        """An incident took a cause alert in this batch: it may take later alerts of the batch as symptoms."""
+        if incident["rule"] in self._rules and all(i["id"] != incident["id"] for i in self._inhibiting):
+            self._inhibiting.append(incident)
+        if incident["service"] in self._needed:
+            rows = self._of_service.setdefault(incident["service"], [])
+            if all(i["id"] != incident["id"] for i in rows):
+                rows.append(incident)
 
-    def find(self, ep: Episode) -> int | None:
-        """The incident whose rule inhibits this alert, if any (first rule in precedence order)."""
+    def find(self, ep: Episode, service: Service | None) -> tuple[dict[str, Any], Symptom] | None:
+        """The incident that takes this alert as a symptom, if any: the first whose rule inhibits it (rules in
+        precedence order), else the oldest of the nearest service its service depends on. An incident of the
+        alert's own rule and key is no cause: the alert joins that one as a cause."""
         labels = ep.labels or {}
-        for row in self._open:
+        for row in self._inhibiting:
             rule = self._rules[row["rule"]]
             if rule.name != ep.rule and any(i.inhibits(row["labels"], labels) for i in rule.inhibits):
-                return int(row["id"])
+                return row, Symptom.INHIBITED
+        for name in self._services.dependencies(service.name) if service else ():
+            for row in self._of_service.get(name, ()):
+                if (row["rule"], row["key_hash"]) != (ep.rule, ep.key_hash):
+                    return row, Symptom.DEPENDENCY
         return None
 
 
-def place_new(conn: Connection, rules: RuleSet, changed: dict[int, Episode], now: datetime,
+def _symptom_reason(symptom: Symptom, service: Service | None, cause: dict[str, Any]) -> str:
+    if symptom is Symptom.DEPENDENCY and service is not None:
+        return f"an alert of {service.name}, which depends on {cause['service']}, joined it as a symptom"
+    return "an alert inhibited by this incident's rule joined it as a symptom"
+
+
+def place_new(conn: Connection, routing: Routing, changed: dict[int, Episode], now: datetime,
               order: list[int] | None = None) -> Correlation:
-    """Place every routed episode that begins firing in this batch (in arrival order), muted ones aside.
+    """Place every episode that begins firing in this batch, muted ones aside, in arrival order (so a cause that
+    arrives first takes the symptoms that follow it, in the same batch too): as a symptom into a cause's incident,
+    else by its rule (alerts of no rule stay unrouted).
 
     `order` names the episodes to place instead, in order: stored ones a silence released count as beginning.
     """
     out = Correlation()
+    services = routing.services
     beginning = order if order is not None else sorted(
         (eid for eid, ep in changed.items() if eid < 0 and ep.status == Status.FIRING and ep.muted_by is None),
         reverse=True)  # provisional ids count down in arrival order
-    causes = _Causes(conn, rules, [changed[eid] for eid in beginning])
-    fresh = []
+    service_of = {eid: services.of(changed[eid].labels or {}) for eid in beginning}
+    for eid, service in service_of.items():
+        if service is None:
+            out.unmapped[changed[eid].rule or ""] += 1
+    causes = _Causes(conn, routing.rules, services, [(changed[eid], service_of[eid]) for eid in beginning])
+    placer = _Placer(conn, routing, changed, [eid for eid in beginning if changed[eid].rule], now, out)
     for eid in beginning:
         ep = changed[eid]
-        cause = causes.find(ep)
-        if cause is not None:
-            changed[eid] = replace(ep, incident_id=cause, symptom="inhibited")
-            out.touched.add(cause)
-            out.events.append(Event(now, "incident", cause, SYSTEM, "symptom_joined",
-                                    "an alert inhibited by this incident's rule joined it as a symptom",
-                                    {"fingerprint": ep.fingerprint}))
+        found = causes.find(ep, service_of[eid])
+        if found is not None:
+            cause, symptom = found
+            changed[eid] = replace(ep, incident_id=cause["id"], symptom=str(symptom))
+            out.touched.add(cause["id"])
+            out.events.append(Event(now, "incident", cause["id"], SYSTEM, "symptom_joined",
+                                    _symptom_reason(symptom, service_of[eid], cause),
+                                    {"fingerprint": ep.fingerprint, "symptom": str(symptom)}))
         elif ep.rule:
-            fresh.append(eid)
-    if not fresh:
-        return out
-    pairs = {(changed[eid].rule, changed[eid].key_hash) for eid in fresh}
-    open_ = incidents.unresolved(conn, pairs)  # type: ignore[arg-type]
-    last = incidents.latest(conn, pairs)  # type: ignore[arg-type]
-    waiting_here: dict[tuple[str, str], list[int]] = {}
-    for eid in fresh:
+            incident = placer.place(eid)
+            if incident is not None:
+                causes.opened(incident)
+    return out
+
+
+class _Placer:
+    """Places routed alerts into the incidents of their rule and key: join, reopen, open at min_alerts, or wait.
+    The keys' unresolved and latest incidents are loaded once for the batch."""
+
+    def __init__(self, conn: Connection, routing: Routing, changed: dict[int, Episode], routed: list[int],
+                 now: datetime, out: Correlation) -> None:
+        self._conn, self._routing, self._changed, self._now, self._out = conn, routing, changed, now, out
+        pairs = {(changed[eid].rule, changed[eid].key_hash) for eid in routed}
+        self._open = incidents.unresolved(conn, pairs)  # type: ignore[arg-type]
+        self._last = incidents.latest(conn, pairs)  # type: ignore[arg-type]
+        self._waiting: dict[tuple[str, str], list[int]] = {}  # alerts of this batch below min_alerts, by key
+
+    def place(self, eid: int) -> dict[str, Any] | None:
+        """Place one routed alert; the incident that took it (None: it waits for min_alerts)."""
+        conn, changed, now, out = self._conn, self._changed, self._now, self._out
         ep = changed[eid]
         assert ep.rule is not None and ep.key_hash is not None and ep.labels is not None
-        rule = rules.by_name(ep.rule)
+        rule = self._routing.rules.by_name(ep.rule)
         if rule is None:
-            continue
+            return None
         pair = (ep.rule, ep.key_hash)
-        latest = last.get(pair)
+        latest = self._last.get(pair)
         resolved_at = latest["resolved_at"] if latest and latest["state"] == State.RESOLVED else None
-        stored = [] if pair in open_ else incidents.waiting(conn, rule.name, ep.key_hash,
-                                                           now - timedelta(seconds=rule.window))
-        mine = waiting_here.setdefault(pair, [])
-        decision = place(pair in open_, resolved_at, rule.reopen_within, len(stored) + len(mine) + 1,
+        stored = [] if pair in self._open else incidents.waiting(conn, rule.name, ep.key_hash,
+                                                                 now - timedelta(seconds=rule.window))
+        mine = self._waiting.setdefault(pair, [])
+        decision = place(pair in self._open, resolved_at, rule.reopen_within, len(stored) + len(mine) + 1,
                          rule.min_alerts, now)
         if decision == Placement.PENDING:
             mine.append(eid)
-            continue
+            return None
         if decision == Placement.REOPEN:
             assert latest is not None
             incidents.change(conn, latest["id"], {
                 "state": State.OPEN, "reopen_count": latest["reopen_count"] + 1, "resolved_at": None,
                 "resolution": None, "close_at": None, "resolve_at": None, "updated_at": now,
             })
-            open_[pair] = {**latest, "state": State.OPEN}
+            self._open[pair] = {**latest, "state": State.OPEN}
             out.events.append(Event(now, "incident", latest["id"], SYSTEM, "reopened",
                                     f"an alert fired within reopen_within of the resolution ({rule.name})"))
         elif decision == Placement.OPEN:
-            open_[pair] = _open(conn, rule, ep, stored, [changed[i] for i in mine], latest, now, out)
+            self._open[pair] = _open(conn, rule, self._routing.services, ep, stored, [changed[i] for i in mine],
+                                     latest, now, out)
             for other in mine:
-                changed[other] = replace(changed[other], incident_id=open_[pair]["id"])
+                changed[other] = replace(changed[other], incident_id=self._open[pair]["id"])
             mine.clear()
-        incident = open_[pair]
-        causes.opened(rule, incident)
+        incident = self._open[pair]
         changed[eid] = replace(ep, incident_id=incident["id"])
         out.touched.add(incident["id"])
         if decision != Placement.OPEN:
             out.joined.setdefault(incident["id"], []).append(ep.labels)
         out.events.append(Event(now, "incident", incident["id"], SYSTEM, "alert_joined",
                                 f"{decision}: an alert fired", {"fingerprint": ep.fingerprint}))
-    return out
+        return incident
 
 
-def _open(conn: Connection, rule: Rule, ep: Episode, stored: list[dict[str, Any]], batch: list[Episode],
-          latest: dict[str, Any] | None, now: datetime, out: Correlation) -> dict[str, Any]:
+def _open(conn: Connection, rule: Rule, services: Catalogue, ep: Episode, stored: list[dict[str, Any]],
+          batch: list[Episode], latest: dict[str, Any] | None, now: datetime, out: Correlation) -> dict[str, Any]:
+    """Open an incident with the key's waiting alerts (`stored` oldest first, then `batch`) and `ep`; its service
+    and owner are those of the first of them."""
     assert ep.labels is not None and ep.key is not None and ep.key_hash is not None
+    every = [r["labels"] for r in stored] + [dict(b.labels or {}) for b in batch] + [dict(ep.labels)]
     labels: dict[str, str] | None = None
-    for lab in [r["labels"] for r in stored] + [dict(b.labels or {}) for b in batch] + [dict(ep.labels)]:
+    for lab in every:
         labels = common_labels(labels, lab)
     starts = [r["starts_at"] for r in stored] + [b.starts_at for b in batch] + [ep.starts_at]
     count = len(starts)
-    rendered, problem = _render(rule, labels or {}, count, {"state": State.OPEN})
+    service = services.of(every[0])
+    rendered, problem = _render(rule, labels or {}, count, {"state": State.OPEN}, service_context(service))
     values = {
         "rule": rule.name, "key": ep.key, "key_hash": ep.key_hash, "state": State.OPEN, **rendered,
+        "service": service.name if service else None, "owner": service.owner if service else None,
         "labels": labels or {}, "alert_count": count, "firing_count": count, "detected_at": min(starts),
         "opened_at": now, "reopen_count": 0, "flapping": False, "signal_lost": False, "updated_at": now,
         "previous_incident_id": latest["id"] if latest else None,
@@ -199,9 +257,19 @@ def _open(conn: Connection, rule: Rule, ep: Episode, stored: list[dict[str, Any]
     return {**values, "id": new_id}
 
 
-def settle(conn: Connection, rules: RuleSet, ids: Iterable[int], close_after: float, now: datetime,
+def _service_of(services: Catalogue, incident: dict[str, Any]) -> Mapping[str, Any]:
+    """The template context `service` of a stored incident: its service as the catalogue has it now; one that a
+    reload removed keeps its name and owner, without a tier."""
+    service = services.by_name(incident["service"])
+    if service is None and incident["service"] is not None:
+        return {"name": incident["service"], "owner": incident["owner"], "tier": None}
+    return service_context(service)
+
+
+def settle(conn: Connection, routing: Routing, ids: Iterable[int], close_after: float, now: datetime,
            out: Correlation) -> None:
     """Recount the touched incidents' alerts and apply each rule's resolve policy."""
+    rules = routing.rules
     ids = set(ids)
     if not ids:
         return
@@ -216,7 +284,8 @@ def settle(conn: Connection, rules: RuleSet, ids: Iterable[int], close_after: fl
             labels = row["labels"]
             for joined in out.joined[incident_id]:
                 labels = common_labels(labels, dict(joined))
-            rendered, problem = _render(rule, labels, counts.alerts, {"state": row["state"]})
+            rendered, problem = _render(rule, labels, counts.alerts, {"state": row["state"]},
+                                        _service_of(routing.services, row))
             values.update(labels=labels, **rendered)
             if problem:
                 out.events.append(Event(now, "incident", incident_id, SYSTEM, "template_error", problem))

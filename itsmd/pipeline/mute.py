@@ -12,9 +12,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from itsmd.config.routing import Routing
 from itsmd.core.alert import Status
 from itsmd.core.episode import Episode
-from itsmd.core.rule import RuleSet
 from itsmd.core.silence import ActiveSilences
 from itsmd.pipeline.correlate import SYSTEM, place_new, route, settle
 from itsmd.storage import alerts, events, silences
@@ -47,7 +47,7 @@ class Released:
     seen: int  # alerts looked at (`limit` of them: there may be more)
 
 
-def release(conn: Connection, rules: RuleSet, now: datetime, close_after: float, limit: int = 1000) -> Released:
+def release(conn: Connection, routing: Routing, now: datetime, close_after: float, limit: int = 1000) -> Released:
     """Release the firing alerts whose silence is no longer active (ended, expired, between windows, removed)."""
     muters = alerts.muters(conn)
     if not muters:
@@ -70,8 +70,8 @@ def release(conn: Connection, rules: RuleSet, now: datetime, close_after: float,
             was[ep.id] = ep.muted_by
             freed[ep.id] = replace(ep, muted_by=None, incident_id=None, symptom=None)
     order = sorted(freed)  # stored ids grow in arrival order
-    route(rules, freed, order)
-    placed = place_new(conn, rules, freed, now, order=order)
+    route(routing.rules, freed, order)
+    placed = place_new(conn, routing, freed, now, order=order)
     for eid in order:
         ep = freed[eid]
         if ep.incident_id is not None:
@@ -81,6 +81,6 @@ def release(conn: Connection, rules: RuleSet, now: datetime, close_after: float,
     alerts.reroute(conn, moved + [freed[eid] for eid in order])
     events.append(conn, placed.events)
     placed.events.clear()
-    settle(conn, rules, placed.touched, close_after, now, placed)
+    settle(conn, routing, placed.touched, close_after, now, placed)
     events.append(conn, placed.events)
     return Released(len(freed), len(moved), len(found))

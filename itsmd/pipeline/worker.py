@@ -12,9 +12,9 @@ from functools import partial
 from sqlalchemy import Connection
 
 from itsmd.clock import Clock
+from itsmd.config.routing import Routing
 from itsmd.core.alert import Status
 from itsmd.core.episode import History, Outcome, expire
-from itsmd.core.rule import RuleSet
 from itsmd.errors import StorageError
 from itsmd.metrics import Metrics
 from itsmd.pipeline.correlate import place_new, route, settle
@@ -38,9 +38,9 @@ class Step:
 class PipelineWorker:
     def __init__(
         self, store: SqlStore, clock: Clock, metrics: Metrics, batch: int = 500, idle_poll: float = 1.0,
-        rules: RuleSet | None = None, close_after: float = 86400.0,
+        routing: Routing | None = None, close_after: float = 86400.0,
     ) -> None:
-        self.rules = rules or RuleSet(())  # swapped whole on reload; each batch reads it once
+        self.routing = routing or Routing()  # rules and services, swapped whole on reload; each batch reads it once
         self.close_after = close_after
         self._store = store
         self._clock = clock
@@ -126,10 +126,10 @@ class PipelineWorker:
         before = {fp: h.open for fp, h in histories.items() if h.open is not None}  # stored state: dedup replaces
         result = dedup(items, histories)
         t2 = clock()
-        rules, now = self.rules, self._clock.now()
+        routing, now = self.routing, self._clock.now()
         muted = mute(conn, result.changed, now)
-        route(rules, result.changed)
-        found = place_new(conn, rules, result.changed, now)
+        route(routing.rules, result.changed)
+        found = place_new(conn, routing, result.changed, now)
         t3 = clock()
         episodes = list(result.changed.values())
         new_ids = iter(alerts.save(conn, episodes, before))
@@ -143,7 +143,7 @@ class PipelineWorker:
             for ep in cleared if ep.id is not None and ep.id > 0
         ])
         found.events.clear()
-        settle(conn, rules, found.touched | {ep.incident_id for ep in cleared if ep.incident_id}, self.close_after,
+        settle(conn, routing, found.touched | {ep.incident_id for ep in cleared if ep.incident_id}, self.close_after,
                now, found)
         events.append(conn, found.events)
         known.record(stored)
@@ -156,11 +156,13 @@ class PipelineWorker:
             self._metrics.episodes.labels(str(outcome)).inc(n)
         if muted:
             self._metrics.muted.inc(muted)
+        for rule, n in found.unmapped.items():
+            self._metrics.alerts_unmapped.labels(rule).inc(n)
         return Step(len(rows), len(items))
 
     def release(self, conn: Connection, limit: int = 1000) -> Released:
         """Inside a write: correlate the firing alerts whose silence ended (see pipeline.mute.release)."""
-        released = release(conn, self.rules, self._clock.now(), self.close_after, limit)
+        released = release(conn, self.routing, self._clock.now(), self.close_after, limit)
         if released.correlated:
             self._metrics.unmuted.inc(released.correlated)
         return released

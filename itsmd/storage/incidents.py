@@ -66,6 +66,18 @@ def of_rules(conn: Connection, rules: Collection[str]) -> list[Row]:
     return [dict(r._mapping) for r in conn.execute(q)]
 
 
+def of_services(conn: Connection, services: Collection[str], limit: int) -> list[Row]:
+    """The oldest `limit` unresolved incidents of each of the given services (causes of dependency symptoms);
+    one indexed query per service, so the cost follows neither the open incidents nor the service's history."""
+    out: list[Row] = []
+    for service in sorted(services):
+        q = (select(incidents)
+             .where(incidents.c.service == service, incidents.c.state.in_(UNRESOLVED))
+             .order_by(incidents.c.id).limit(limit))
+        out += [dict(r._mapping) for r in conn.execute(q)]
+    return out
+
+
 def create(conn: Connection, values: Row) -> int:
     return int(conn.execute(insert(incidents).values(values).returning(incidents.c.id)).scalar_one())
 
@@ -81,11 +93,12 @@ def get(conn: Connection, incident_id: int) -> Row | None:
 
 
 def waiting(conn: Connection, rule: str, khash: str, since: datetime) -> list[Row]:
-    """Alerts of a rule and key not yet in an incident nor muted, first seen since `since` (toward min_alerts)."""
+    """Alerts of a rule and key not yet in an incident nor muted, first seen since `since` (toward min_alerts),
+    oldest first."""
     q = select(alerts.c.id, alerts.c.starts_at, alerts.c.labels, alerts.c.status).where(
         alerts.c.rule == rule, alerts.c.key_hash == khash, alerts.c.incident_id.is_(None),
         alerts.c.first_seen_at >= since, alerts.c.symptom.is_(None), alerts.c.muted_by.is_(None),
-    )
+    ).order_by(alerts.c.id)
     return [dict(r._mapping) for r in conn.execute(q)]
 
 

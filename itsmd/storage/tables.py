@@ -120,6 +120,7 @@ incidents = Table(
           postgresql_where=UNRESOLVED, sqlite_where=UNRESOLVED),
     Index("incidents_key", "rule", "key_hash", "id"),
     Index("incidents_state", "state", "id"),
+    Index("incidents_service", "service", "state", "id"),
     Index("incidents_resolve_at", "resolve_at", postgresql_where=text("resolve_at IS NOT NULL"),
           sqlite_where=text("resolve_at IS NOT NULL")),
     Index("incidents_close_at", "close_at", postgresql_where=text("close_at IS NOT NULL"),
