@@ -55,6 +55,10 @@ class Metrics:
             "itsmd_pipeline_stage_duration_seconds", "Time one pipeline batch spent in a stage.", ["stage"],
             buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1), registry=r,
         )
+        self.problem_decisions = Counter(
+            "itsmd_problem_decisions", "Opened incidents by what they did to problems "
+            "(attach, known_error, reopen, open, none).", ["decision"], registry=r,
+        )
         self.pruned = Counter(
             "itsmd_retention_pruned", "Rows deleted by retention, by table.", ["table"], registry=r
         )

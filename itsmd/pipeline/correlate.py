@@ -38,6 +38,7 @@ _CHANGES = ("alert_joined", "alert_resolved")  # what counts toward `flapping`
 class Correlation:
     touched: set[int] = field(default_factory=set)  # incidents whose alerts changed
     joined: dict[int, list[Mapping[str, str]]] = field(default_factory=dict)  # labels of cause alerts that joined
+    opened: list[dict[str, Any]] = field(default_factory=list)  # incidents opened, in order (for the problem stage)
     events: list[Event] = field(default_factory=list)
 
 
@@ -173,8 +174,10 @@ def _open(conn: Connection, rule: Rule, ep: Episode, stored: list[dict[str, Any]
     starts = [r["starts_at"] for r in stored] + [b.starts_at for b in batch] + [ep.starts_at]
     count = len(starts)
     rendered, problem = _render(rule, labels or {}, count, {"state": State.OPEN})
+    signature = rule.signature(labels or {})  # from the labels its alerts share: fixed for its lifetime
     values = {
         "rule": rule.name, "key": ep.key, "key_hash": ep.key_hash, "state": State.OPEN, **rendered,
+        "signature": signature, "signature_hash": key_hash(signature),
         "labels": labels or {}, "alert_count": count, "firing_count": count, "detected_at": min(starts),
         "opened_at": now, "reopen_count": 0, "flapping": False, "signal_lost": False, "updated_at": now,
         "previous_incident_id": latest["id"] if latest else None,
@@ -186,7 +189,8 @@ def _open(conn: Connection, rule: Rule, ep: Episode, stored: list[dict[str, Any]
                             {"key": ep.key, "previous_incident_id": display_id(latest["id"]) if latest else None}))
     if problem:
         out.events.append(Event(now, "incident", new_id, SYSTEM, "template_error", problem))
-    return {**values, "id": new_id}
+    out.opened.append({**values, "id": new_id})
+    return out.opened[-1]
 
 
 def settle(conn: Connection, rules: RuleSet, ids: Iterable[int], close_after: float, now: datetime,

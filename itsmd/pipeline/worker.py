@@ -20,6 +20,7 @@ from itsmd.metrics import Metrics
 from itsmd.pipeline.correlate import place_new, route, settle
 from itsmd.pipeline.dedup import dedup, fingerprint_of
 from itsmd.pipeline.delivery import Delivery
+from itsmd.pipeline.problem import recur_opened
 from itsmd.storage import alerts, events, inbox, quarantine
 from itsmd.storage.events import Event
 from itsmd.storage.store import SqlStore
@@ -112,6 +113,8 @@ class PipelineWorker:
         rules, now = self.rules, self._clock.now()
         route(rules, result.changed)
         found = place_new(conn, rules, result.changed, now)
+        recurred = recur_opened(conn, rules, found.opened, now)
+        found.events += recurred.events
         t3 = clock()
         alerts.save(conn, result.changed.values())
         inbox.remove(conn, [r.id for r in rows])
@@ -133,6 +136,8 @@ class PipelineWorker:
         stage.labels("store").observe(t4 - t3)
         for outcome, n in result.outcomes.items():
             self._metrics.episodes.labels(str(outcome)).inc(n)
+        for decision, n in recurred.decisions.items():
+            self._metrics.problem_decisions.labels(str(decision)).inc(n)
         return Step(len(rows), len(items))
 
     def _quarantine_oldest(self, conn: Connection) -> None:

@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 
 from itsmd.clock import Clock
+from itsmd.errors import BadRequest
 from itsmd.metrics import Metrics
 from itsmd.storage.store import SqlStore
 from itsmd.web.auth import Authenticator
@@ -43,3 +44,14 @@ def _dumps(obj: Any) -> str:
 def json_response(data: Any, status: int = 200) -> web.Response:
     """JSON with control characters escaped (orjson), never raw alert bytes."""
     return web.json_response(data, status=status, dumps=_dumps)
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body; BadRequest if it is not one."""
+    try:
+        body = await request.json(loads=orjson.loads)
+    except ValueError as e:
+        raise BadRequest("body must be a JSON object") from e
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from itsmd.core.timestamp import parse_time
 from itsmd.errors import BadRequest
 
 DEFAULT_LIMIT = 100
@@ -45,3 +47,14 @@ def page(items: list[dict[str, Any]], last_ids: list[int], w: Window) -> dict[st
     if len(items) == w.limit and last_ids:
         next_cursor = base64.urlsafe_b64encode(str(last_ids[-1]).encode()).decode().rstrip("=")
     return {"items": items, "next_cursor": next_cursor}
+
+
+def since(request: web.Request) -> datetime | None:
+    """The `since` parameter (created/opened at or after), RFC 3339; None when absent."""
+    text = request.query.get("since")
+    if not text:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError as e:
+        raise BadRequest(f"since: {e}") from e
