@@ -41,7 +41,7 @@ def lifecycle(conn: Connection, number: int, action: Action, actor: str, body: d
         values.update(state=State.ACKNOWLEDGED, acknowledged_at=row["acknowledged_at"] or now)
     elif action == Action.RESOLVE:
         resolution = body.get("resolution", Resolution.MANUAL)
-        if resolution not in set(Resolution):
+        if not isinstance(resolution, str) or resolution not in set(Resolution):
             raise BadRequest(f"resolution must be one of {', '.join(Resolution)}")
         values.update(state=State.RESOLVED, resolved_at=now, resolution=resolution, resolve_at=None,
                       close_at=now + timedelta(seconds=close_after))

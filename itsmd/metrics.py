@@ -67,6 +67,10 @@ class Metrics:
             "itsmd_alerts_unmapped", "Alerts that began firing and belong to no service of the catalogue, by the "
             "rule that routed them (empty: unrouted).", ["rule"], registry=r,
         )
+        self.problem_decisions = Counter(
+            "itsmd_problem_decisions", "Opened incidents by what they did to problems "
+            "(attach, known_error, reopen, open, none).", ["decision"], registry=r,
+        )
         self.pruned = Counter(
             "itsmd_retention_pruned", "Rows deleted by retention, by table.", ["table"], registry=r
         )

@@ -163,6 +163,7 @@ async def test_lifecycle_actions_and_409s(client: Client, running: tuple[Daemon,
     assert (await act(client, iid, "notes", {"text": "rebooted <b>it</b>"}))[0] == 200
     assert (await act(client, iid, "notes", {}))[0] == 400
     assert (await act(client, iid, "resolve", {"resolution": "bogus"}))[0] == 400
+    assert (await act(client, iid, "resolve", {"resolution": ["manual"]}))[0] == 400
     status, body = await act(client, iid, "resolve")
     assert status == 200 and body["state"] == "resolved" and body["resolution"] == "manual"
     assert (await act(client, iid, "reopen"))[1]["state"] == "open"

@@ -350,3 +350,28 @@ def test_itsmd_check_reports_rule_problems(tmp_path: Path) -> None:
                          timeout=60)
     assert out.returncode == 1
     assert "bad.yaml: rules[0].match[0]:" in out.stdout, out.stdout
+
+
+def test_problem_policy_with_and_without_by(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", """
+        rules:
+          - {name: by, match: [], group_by: [cluster, pod], problem: {after: 2, within: 1d, by: [cluster, job]}}
+          - {name: default, match: [], group_by: [cluster, pod], problem: {after: 3, within: 7d}}
+          - {name: a0, match: [], group_by: [], problem: {after: 0, within: 1h}}
+          - {name: w0, match: [], group_by: [], problem: {after: 2, within: 0s}}
+          - {name: nb, match: [], group_by: [], problem: {after: 2, within: 1h, by: cluster}}
+          - {name: nw, match: [], group_by: [], problem: {after: 2}}
+        """)
+    path = tmp_path / "a.yaml"
+    assert problems_of([str(path)]) == [
+        f"{path}: rules[2].problem.after: must be a whole number >= 1",
+        f"{path}: rules[3].problem: within must be more than 0",
+        f"{path}: rules[4].problem.by: expected array, got string",
+        f"{path}: rules[5].problem: 'within' is a required property",
+    ]
+    write(tmp_path, "a.yaml", "\n".join(path.read_text().splitlines()[:4]))
+    rules = load_rules([str(path)])
+    by, default = rules.by_name("by"), rules.by_name("default")
+    assert by is not None and by.problem == ProblemPolicy(2, 86400.0, ("cluster", "job"))
+    assert by.signature_labels == ("cluster", "job")
+    assert default is not None and default.signature_labels == ("cluster",)  # pod is volatile

@@ -10,14 +10,11 @@ from typing import Any, Protocol
 
 from itsmd.core.matcher import FirstMatch, Matcher, format_labels
 from itsmd.core.priority import Level, Priority, impact_of_tier, parse_level, priority, urgency_of_severity
+from itsmd.core.problem import signature, signature_labels
 from itsmd.core.service import UNMAPPED
 
 # The names a rule's templates may use; `Rule.context` builds exactly these.
 CONTEXT_NAMES = ("rule", "labels", "annotations", "alerts", "alert_count", "incident", "service")
-# Labels left out of a problem signature by default (DESIGN §1.6 item 10): they differ between recurrences.
-VOLATILE_LABELS = frozenset(
-    ("instance", "pod", "container", "container_id", "pod_template_hash", "replica", "endpoint", "uid")
-)
 TITLE_MAX_LENGTH = 1000
 
 
@@ -129,7 +126,7 @@ class ProblemPolicy:
 
     after: int
     within: float
-    by: tuple[str, ...] | None = None  # signature labels; None: group_by minus VOLATILE_LABELS
+    by: tuple[str, ...] | None = None  # signature labels; None: group_by minus problem.VOLATILE_LABELS
 
     def __post_init__(self) -> None:
         if self.after < 1:
@@ -200,11 +197,10 @@ class Rule:
             _check_seconds(what, getattr(self, what))
         if len(set(self.group_by)) != len(self.group_by):
             raise ValueError("group_by names a label twice")
-        by = self.problem.by if self.problem is not None and self.problem.by is not None else None
-        signature = by if by is not None else tuple(n for n in self.group_by if n not in VOLATILE_LABELS)
+        by = self.problem.by if self.problem is not None else None
         # Sorted, so reordering group_by in the file keeps the keys of open incidents.
         object.__setattr__(self, "_key_names", tuple(sorted(self.group_by)))
-        object.__setattr__(self, "_signature_names", tuple(sorted(set(signature))))
+        object.__setattr__(self, "_signature_names", signature_labels(self.group_by, by))
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
@@ -220,7 +216,7 @@ class Rule:
 
     def signature(self, labels: Mapping[str, str]) -> str:
         """The problem signature: rule name and signature labels, e.g. `disk-space-low{cluster="c1"}`."""
-        return self.name + format_labels((name, labels.get(name, "")) for name in self._signature_names)
+        return signature(self.name, self._signature_names, labels)
 
     @property
     def escalate_after(self) -> float:

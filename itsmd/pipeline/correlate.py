@@ -42,6 +42,7 @@ _CHANGES = ("alert_joined", "alert_resolved")  # what counts toward `flapping`
 class Correlation:
     touched: set[int] = field(default_factory=set)  # incidents whose alerts changed
     joined: dict[int, list[Mapping[str, str]]] = field(default_factory=dict)  # labels of cause alerts that joined
+    opened: list[dict[str, Any]] = field(default_factory=list)  # incidents opened, in order (for the problem stage)
     events: list[Event] = field(default_factory=list)
     unmapped: Counter[str] = field(default_factory=Counter)  # new alerts of no service, by rule ("": unrouted)
 
@@ -240,9 +241,11 @@ def _open(conn: Connection, rule: Rule, services: Catalogue, ep: Episode, stored
     count = len(starts)
     service = services.of(every[0])
     rendered, problem = _render(rule, labels or {}, count, {"state": State.OPEN}, service_context(service))
+    signature = rule.signature(labels or {})  # from the labels its alerts share: fixed for its lifetime
     values = {
         "rule": rule.name, "key": ep.key, "key_hash": ep.key_hash, "state": State.OPEN, **rendered,
         "service": service.name if service else None, "owner": service.owner if service else None,
+        "signature": signature, "signature_hash": key_hash(signature),
         "labels": labels or {}, "alert_count": count, "firing_count": count, "detected_at": min(starts),
         "opened_at": now, "reopen_count": 0, "flapping": False, "signal_lost": False, "updated_at": now,
         "previous_incident_id": latest["id"] if latest else None,
@@ -254,7 +257,8 @@ def _open(conn: Connection, rule: Rule, services: Catalogue, ep: Episode, stored
                             {"key": ep.key, "previous_incident_id": display_id(latest["id"]) if latest else None}))
     if problem:
         out.events.append(Event(now, "incident", new_id, SYSTEM, "template_error", problem))
-    return {**values, "id": new_id}
+    out.opened.append({**values, "id": new_id})
+    return out.opened[-1]
 
 
 def _service_of(services: Catalogue, incident: dict[str, Any]) -> Mapping[str, Any]:

@@ -22,6 +22,7 @@ from itsmd.pipeline.dedup import dedup, fingerprint_of
 from itsmd.pipeline.delivery import Delivery
 from itsmd.pipeline.firing import FiringEpisodes
 from itsmd.pipeline.mute import Released, mute, release
+from itsmd.pipeline.problem import recur_opened
 from itsmd.storage import alerts, events, inbox, quarantine
 from itsmd.storage.events import Event
 from itsmd.storage.store import SqlStore
@@ -130,6 +131,8 @@ class PipelineWorker:
         muted = mute(conn, result.changed, now)
         route(routing.rules, result.changed)
         found = place_new(conn, routing, result.changed, now)
+        recurred = recur_opened(conn, routing.rules, found.opened, now)
+        found.events += recurred.events
         t3 = clock()
         episodes = list(result.changed.values())
         new_ids = iter(alerts.save(conn, episodes, before))
@@ -158,6 +161,8 @@ class PipelineWorker:
             self._metrics.muted.inc(muted)
         for rule, n in found.unmapped.items():
             self._metrics.alerts_unmapped.labels(rule).inc(n)
+        for decision, n in recurred.decisions.items():
+            self._metrics.problem_decisions.labels(str(decision)).inc(n)
         return Step(len(rows), len(items))
 
     def release(self, conn: Connection, limit: int = 1000) -> Released:

@@ -109,6 +109,8 @@ incidents = Table(
     Column("closed_at", UtcDateTime()),
     Column("resolution", String(20)),
     Column("problem_id", BigInteger()),
+    Column("signature", JsonText()),  # its problem signature (core.problem), fixed when it opened
+    Column("signature_hash", String(64)),  # sha256 of the signature, indexable
     Column("previous_incident_id", BigInteger()),
     Column("reopen_count", Integer(), nullable=False),
     Column("flapping", Boolean(), nullable=False),
@@ -121,13 +123,44 @@ incidents = Table(
     Index("incidents_key", "rule", "key_hash", "id"),
     Index("incidents_state", "state", "id"),
     Index("incidents_service", "service", "state", "id"),
+    Index("incidents_signature", "signature_hash", "opened_at"),
+    Index("incidents_problem", "problem_id", postgresql_where=text("problem_id IS NOT NULL"),
+          sqlite_where=text("problem_id IS NOT NULL")),
     Index("incidents_resolve_at", "resolve_at", postgresql_where=text("resolve_at IS NOT NULL"),
           sqlite_where=text("resolve_at IS NOT NULL")),
     Index("incidents_close_at", "close_at", postgresql_where=text("close_at IS NOT NULL"),
           sqlite_where=text("close_at IS NOT NULL")),
 )
 
-# The append-only timeline of every incident, hash-chained (prev_hash, hash) for the audit.
+PROBLEM_UNRESOLVED = text("state IN ('open', 'investigating', 'known_error')")
+
+# Problems: recurring incidents of one signature; at most one unresolved problem per signature.
+problems = Table(
+    "problems",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rule", String(200), nullable=False),
+    Column("signature", JsonText(), nullable=False),
+    Column("signature_hash", String(64), nullable=False),
+    Column("title", JsonText(), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("owner", JsonText()),
+    Column("incident_count", Integer(), nullable=False),
+    Column("first_seen_at", UtcDateTime(), nullable=False),
+    Column("last_seen_at", UtcDateTime(), nullable=False),
+    Column("known_error", JsonText()),  # null | {root_cause, workaround, playbook}
+    Column("opened_at", UtcDateTime(), nullable=False),
+    Column("resolved_at", UtcDateTime()),
+    Column("closed_at", UtcDateTime()),
+    Column("reopen_count", Integer(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("problems_one_unresolved", "signature_hash", unique=True,
+          postgresql_where=PROBLEM_UNRESOLVED, sqlite_where=PROBLEM_UNRESOLVED),
+    Index("problems_signature", "signature_hash", "id"),
+    Index("problems_state", "state", "id"),
+)
+
+# The append-only timeline of every incident and problem, hash-chained (prev_hash, hash) for the audit.
 events = Table(
     "events",
     metadata,

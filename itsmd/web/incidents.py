@@ -10,13 +10,15 @@ from sqlalchemy import Connection
 from itsmd import incident_actions
 from itsmd.core.access import Permission
 from itsmd.core.incident import Action, State, display_id, parse_id
-from itsmd.core.timestamp import format_time, parse_time
+from itsmd.core.problem import display_id as problem_id
+from itsmd.core.timestamp import format_time
 from itsmd.errors import BadRequest, NotFound
 from itsmd.storage import events, incidents
 from itsmd.web.alerts import alert_json
 from itsmd.web.auth import PRINCIPAL, requires
 from itsmd.web.context import ctx, json_body, json_response
-from itsmd.web.listing import page, window
+from itsmd.web.listing import page, since, window
+from itsmd.web.timeline import event_json
 
 _TIMES = ("detected_at", "opened_at", "acknowledged_at", "restored_at", "resolved_at", "closed_at")
 
@@ -27,17 +29,12 @@ def incident_json(r: dict[str, Any]) -> dict[str, Any]:
         "priority": r["priority"], "impact": r["impact"], "urgency": r["urgency"], "service": r["service"],
         "owner": r["owner"], "assignee": r["assignee"], "labels": r["labels"], "alert_count": r["alert_count"],
         "firing_count": r["firing_count"], "resolution": r["resolution"],
-        "problem_id": f"PRB-{r['problem_id']}" if r["problem_id"] else None,
+        "problem_id": problem_id(r["problem_id"]) if r["problem_id"] else None,
         "previous_incident_id": display_id(r["previous_incident_id"]) if r["previous_incident_id"] else None,
         "reopen_count": r["reopen_count"], "flapping": bool(r["flapping"]), "signal_lost": bool(r["signal_lost"]),
     }
     out.update({k: format_time(r[k]) for k in _TIMES})
     return out
-
-
-def _event_json(r: dict[str, Any]) -> dict[str, Any]:
-    return {"at": format_time(r["at"]), "actor": r["actor"], "action": r["action"], "reason": r["reason"],
-            "data": r["data"]}
 
 
 @requires(Permission.READ)
@@ -46,14 +43,8 @@ async def list_incidents(request: web.Request) -> web.Response:
     state = q.get("state") or None
     if state is not None and state not in set(State):
         raise BadRequest(f"state must be one of {', '.join(State)}")
-    since = None
-    if q.get("since"):
-        try:
-            since = parse_time(q["since"])
-        except ValueError as e:
-            raise BadRequest(f"since: {e}") from e
     f = incidents.IncidentFilter(state=state, service=q.get("service") or None,
-                                 priority=q.get("priority") or None, since=since)
+                                 priority=q.get("priority") or None, since=since(request))
     w = window(request)
     rows = await ctx(request).store.read(lambda conn: incidents.page(conn, f, w.limit, w.before_id))
     return json_response(page([incident_json(r) for r in rows], [r["id"] for r in rows], w))
@@ -71,7 +62,7 @@ async def get_incident(request: web.Request) -> web.Response:
             return None
         return {**incident_json(row),
                 "alerts": [alert_json(a) for a in incidents.alerts_of(conn, number)],
-                "timeline": [_event_json(e) for e in events.of(conn, "incident", number)],
+                "timeline": [event_json(e) for e in events.of(conn, "incident", number)],
                 "runs": []}
 
     found = await ctx(request).store.read(detail)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from itsmd.core.timestamp import parse_time
 from itsmd.errors import BadRequest
 
 DEFAULT_LIMIT = 100
@@ -57,3 +59,14 @@ def flag(request: web.Request, name: str) -> bool | None:
     if value.lower() in ("false", "0", "no"):
         return False
     raise BadRequest(f"{name} must be true or false")
+
+
+def since(request: web.Request) -> datetime | None:
+    """The `since` parameter (created/opened at or after), RFC 3339; None when absent."""
+    text = request.query.get("since")
+    if not text:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError as e:
+        raise BadRequest(f"since: {e}") from e
