@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,8 @@ from aiohttp.test_utils import TestClient
 from itsmd.app import Daemon
 from itsmd.clock import FakeClock
 from itsmd.core.access import Role
+from itsmd.core.episode import Episode
+from itsmd.pipeline.firing import FiringEpisodes
 from tests import daemon as d
 
 WEBHOOK = "/api/v1/webhooks/alertmanager"
@@ -255,3 +257,45 @@ async def test_retention_removes_old_resolved_alerts_and_keeps_firing(
 async def test_incident_filter_takes_display_ids(client: Client) -> None:
     assert (await client.get(ALERTS, headers=VIEW, params={"incident": "INC-7"})).status == 200
     assert (await client.get(ALERTS, headers=VIEW, params={"incident": "7"})).status == 400
+
+
+async def test_refire_after_expiry_is_a_new_episode(client: Client, running: Daemon, clock: FakeClock) -> None:
+    """The pipeline's in-memory firing episodes must forget one that expired (pipeline.firing)."""
+    def soon() -> list[dict[str, Any]]:
+        now = clock.now()
+        return [{"labels": {"alertname": "Soon"}, "startsAt": now.isoformat(),
+                 "endsAt": (now + timedelta(seconds=30)).isoformat()}]
+
+    for _ in range(2):  # new, then a refresh: the episode is in the pipeline's memory
+        assert (await client.post(PUSH, headers=ING, json=soon())).status == 200
+        await running.pipeline.drain()
+    clock.advance(31)
+    assert await running.pipeline.expire_due() == 1
+    assert (await client.post(PUSH, headers=ING, json=soon())).status == 200
+    await running.pipeline.drain()
+    page = await (await client.get(ALERTS, headers=VIEW)).json()
+    episodes = sorted((a["status"], a["occurrences"]) for a in page["items"])
+    assert episodes == [("firing", 1), ("resolved", 2)]
+
+
+async def test_occurrences_exact_when_a_pipeline_step_fails(
+    client: Client, running: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step whose transaction fails leaves nothing of itself in the pipeline's memory: the retry counts once."""
+    await client.post(WEBHOOK, json=body(alert()), headers=ING)
+    await running.pipeline.drain()
+    await client.post(WEBHOOK, json=body(alert()), headers=ING)
+
+    record = FiringEpisodes.record
+
+    def record_then_fail(self: FiringEpisodes, episodes: Iterable[Episode]) -> None:
+        record(self, episodes)  # the step's last act; then its transaction fails (as a failed commit would)
+        raise RuntimeError("injected failure")
+
+    with monkeypatch.context() as m:
+        m.setattr(FiringEpisodes, "record", record_then_fail)
+        with pytest.raises(RuntimeError):
+            await running.pipeline.drain()
+    await running.pipeline.drain()
+    (only,) = (await (await client.get(ALERTS, headers=VIEW)).json())["items"]
+    assert only["occurrences"] == 2
