@@ -121,15 +121,15 @@ class Daemon:
         await self.store.start()
         try:
             await self.declare_silences(self.config)  # before the pipeline: its first batch sees them
+            inbox_up_to = await self.store.read(inbox.last_id)  # reconciliation waits until these are processed
         except BaseException:
             await self.store.stop()
             self._release()
             raise
-        inbox_up_to = await self.store.read(inbox.last_id)
         self.pipeline.start()
         self.pipeline.wake()  # deliveries left in the inbox by a crash are processed first
         self.http = aiohttp.ClientSession()
-        self.reconciler.start(self.http, inbox_up_to)  # once the pipeline has processed those
+        self.reconciler.start(self.http, inbox_up_to)
         self.scheduler.every(self.timers.expiry_tick, "expire-pushed-alerts", self.pipeline.expire_due)
         self.scheduler.every(self.timers.retention_tick, "retention", self.prune)
         self.scheduler.every(self.timers.deadline_tick, "incident-deadlines", self.run_deadlines)
