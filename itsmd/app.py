@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 
+import aiohttp
 from aiohttp import web
 from sqlalchemy import Connection
 
@@ -22,9 +23,10 @@ from itsmd.config.routing import load_routing
 from itsmd.errors import ConfigError, StartupError, StorageError
 from itsmd.metrics import Metrics
 from itsmd.pipeline.worker import PipelineWorker
+from itsmd.reconciliation import Reconciler
 from itsmd.reload import restart_needed
 from itsmd.scheduler import Scheduler
-from itsmd.storage import retention, silences
+from itsmd.storage import inbox, retention, silences
 from itsmd.storage.database import DaemonLock, migrate, open_database, sqlite_file
 from itsmd.storage.store import SqlStore
 from itsmd.systemd import SystemdNotifier
@@ -81,6 +83,9 @@ class Daemon:
             routing=load_routing(config), close_after=config.incidents.close_after,
         )
         self.scheduler = Scheduler()
+        self.reconciler = Reconciler(self.store, self.clock, self.metrics, lambda: self.config,
+                                     wake_pipeline=self.pipeline.wake, poll=self.timers.pipeline_poll)
+        self.http: aiohttp.ClientSession | None = None  # outgoing HTTP (Alertmanager API), made at start
         self._ready = False
         self.web = WebContext(
             store=self.store,
@@ -94,6 +99,7 @@ class Daemon:
             close_after=lambda: self.config.incidents.close_after,
             reload=self.reload if loader else None,
             release_muted=self.pipeline.release,
+            reconcile=self.reconciler.request,
         )
         self.app = build_app(self.web, max_body_bytes=config.limits.max_body_bytes)
         self._runner: web.AppRunner | None = None
@@ -115,12 +121,15 @@ class Daemon:
         await self.store.start()
         try:
             await self.declare_silences(self.config)  # before the pipeline: its first batch sees them
+            inbox_up_to = await self.store.read(inbox.last_id)  # reconciliation waits until these are processed
         except BaseException:
             await self.store.stop()
             self._release()
             raise
         self.pipeline.start()
         self.pipeline.wake()  # deliveries left in the inbox by a crash are processed first
+        self.http = aiohttp.ClientSession()
+        self.reconciler.start(self.http, inbox_up_to)
         self.scheduler.every(self.timers.expiry_tick, "expire-pushed-alerts", self.pipeline.expire_due)
         self.scheduler.every(self.timers.retention_tick, "retention", self.prune)
         self.scheduler.every(self.timers.deadline_tick, "incident-deadlines", self.run_deadlines)
@@ -225,6 +234,10 @@ class Daemon:
             await self._runner.cleanup()
             self._runner = None
         self.scheduler.stop()
+        await self.reconciler.stop()
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
         await self.pipeline.stop()
         await self.store.stop()
         self.db.engine.dispose()

@@ -5,6 +5,7 @@
     ├── StartupError                the daemon must not start (lock held, unsafe listen address, ...)
     ├── StorageError                the database failed
     │   └── StorageUnavailable      retryable: connection lost, locked, disk full -> HTTP 503
+    ├── UpstreamError               retryable: an outside service (an Alertmanager's API) could not be read
     └── RequestError                a client's request cannot be served; `status` is its HTTP code
         ├── BadRequest              400 (body not JSON, wrong top-level shape, bad parameter)
         ├── Unauthenticated         401
@@ -44,6 +45,12 @@ class StorageError(ItsmdError):
 
 class StorageUnavailable(StorageError):
     """The database cannot be reached or written right now; retry later."""
+
+    retryable = True
+
+
+class UpstreamError(ItsmdError):
+    """An outside service could not be read (unreachable, timeout, bad answer); the message holds no secret."""
 
     retryable = True
 

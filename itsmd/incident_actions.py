@@ -136,7 +136,15 @@ def signal_check(conn: Connection, now: datetime, stale_after: float, limit: int
     resolving them); clear `signal_lost` where every alert was heard from again."""
     rows = incidents.stale_firing(conn, now - timedelta(seconds=stale_after), limit)
     incidents.flag_stale(conn, [r["id"] for r in rows])
-    lost = incidents.unresolved_ids(conn, {r["incident_id"] for r in rows if r["incident_id"] is not None})
+    signal(conn, now, {r["incident_id"] for r in rows if r["incident_id"] is not None},
+           f"no refresh for {stale_after:g}s")
+    return len(rows)
+
+
+def signal(conn: Connection, now: datetime, lost_in: set[int], why: str) -> None:
+    """Set `signal_lost` on the unresolved incidents of `lost_in` (whose alerts were just flagged stale, `why`)
+    and clear it on flagged incidents whose every alert was heard from again; each change on the timeline."""
+    lost = incidents.unresolved_ids(conn, lost_in)
     flagged = {r["id"] for r in incidents.flagged_signal_lost(conn)}
     recount = incidents.counts(conn, lost | flagged)
     notes = []
@@ -144,9 +152,8 @@ def signal_check(conn: Connection, now: datetime, stale_after: float, limit: int
         now_lost = counts.stale > 0
         if now_lost != (incident_id in flagged):
             incidents.change(conn, incident_id, {"signal_lost": now_lost, "updated_at": now})
-            reason = (f"no refresh for {stale_after:g}s from {counts.stale} firing alert(s)" if now_lost
+            reason = (f"{why} ({counts.stale} stale firing alert(s))" if now_lost
                       else "every alert was heard from again")
             notes.append(Event(now, "incident", incident_id, "system",
                                "signal_lost" if now_lost else "signal_back", reason))
     events.append(conn, notes)
-    return len(rows)

@@ -77,6 +77,18 @@ class Metrics:
         self.pipeline_errors = Counter(
             "itsmd_pipeline_errors", "Pipeline batches that failed (retried).", registry=r
         )
+        self.reconciliations = Counter(
+            "itsmd_reconciliations", "Reconciliations with `alertmanagers` by result (ok; partial: some could not "
+            "be read, nothing flagged; failed: none could be read).", ["result"], registry=r,
+        )
+        self.reconciled = Counter(
+            "itsmd_reconciled_alerts", "Alerts reconciliation added (firing there, not here), revived (flagged "
+            "stale here, firing there) or flagged stale (firing here, in no Alertmanager).", ["action"], registry=r,
+        )
+        self.alertmanager_reads = Counter(
+            "itsmd_alertmanager_reads", "Reads of an Alertmanager's GET /api/v2/alerts by result (ok, error).",
+            ["result"], registry=r,
+        )
 
         self.config_ok = Gauge(
             "itsmd_config_last_reload_successful", "Whether the last configuration (re)load succeeded.", registry=r

@@ -27,12 +27,12 @@ WAIT = 30.0  # seconds for Alertmanager's group timers (1s) and retries to deliv
 
 
 class Alertmanager:
-    def __init__(self, folder: Path, itsmd: ServeProcess) -> None:
+    def __init__(self, folder: Path, itsmd: ServeProcess, port: int | None = None, max_alerts: int = 0) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         (folder / "itsmd.token").write_text(itsmd.ingest_token)
-        config = {
+        config: dict[str, Any] = {
             "global": {"resolve_timeout": "5m"},
             "route": {"receiver": "itsmd", "group_by": ["alertname"], "group_wait": "1s",
                       "group_interval": "1s", "repeat_interval": "1h"},
@@ -42,6 +42,8 @@ class Alertmanager:
                                                   "credentials_file": str(folder / "itsmd.token")}},
             }]}],
         }
+        if max_alerts:  # webhooks carry at most this many alerts, the rest counted in truncatedAlerts
+            config["receivers"][0]["webhook_configs"][0]["max_alerts"] = max_alerts
         (folder / "am.yml").write_text(yaml.safe_dump(config))
         self.log = (folder / "am.log").open("wb")
         assert AM is not None

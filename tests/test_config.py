@@ -561,3 +561,16 @@ def test_schema_roles_are_the_roles() -> None:
     role = schema["properties"]["auth"]["properties"]["tokens"]["items"]["properties"]["role"]
 
     assert role["enum"] == [r.value for r in Role]
+
+
+def test_reconciliation_settings(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "ingest: {reconcile_interval: 1m, reconcile_timeout: 2.5}\n"
+                                  "alertmanagers: [{url: 'http://am:9093', token_env: AM_API}]")
+
+    config = load_config(path, {"AM_API": "am-api-token"}, tmp_path)
+
+    assert (config.ingest.reconcile_interval, config.ingest.reconcile_timeout) == (60.0, 2.5)
+    assert config.alertmanagers == (AlertmanagerTarget("http://am:9093", Secret("am-api-token")),)
+    assert (Ingest().reconcile_interval, Ingest().reconcile_timeout) == (30.0, 10.0)
+    with pytest.raises(ConfigError, match=r"ingest\.reconcile_interval"):
+        load_config(write_config(tmp_path, "ingest: {reconcile_interval: soon}"), {}, tmp_path)

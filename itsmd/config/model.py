@@ -150,6 +150,8 @@ class Retention:
 class Ingest:
     resolve_timeout: float = 300.0  # for /api/v2/alerts without endsAt
     pipeline_batch: int = 100  # deliveries per pipeline transaction: small keeps ingest commits frequent
+    reconcile_interval: float = 30.0  # at least this long between two reconciliations with `alertmanagers`
+    reconcile_timeout: float = 10.0  # for reading one Alertmanager's alerts
 
 
 @dataclass(frozen=True, slots=True)

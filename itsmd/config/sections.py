@@ -57,7 +57,7 @@ _PLAIN_SECTIONS: dict[str, tuple[Callable[..., object], tuple[str, ...]]] = {
     "incidents": (Incidents, ("close_after", "stale_after")),
     "limits": (Limits, ()),
     "retention": (Retention, ("alerts", "incidents")),
-    "ingest": (Ingest, ("resolve_timeout",)),
+    "ingest": (Ingest, ("resolve_timeout", "reconcile_interval", "reconcile_timeout")),
     "storage": (Storage, ("busy_timeout",)),
     "log": (Log, ()),
 }

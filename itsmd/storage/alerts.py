@@ -12,6 +12,7 @@ from sqlalchemy.sql import func
 
 from itsmd.core.alert import Status
 from itsmd.core.episode import Episode, History
+from itsmd.core.reconcile import Local
 from itsmd.storage.tables import alerts
 
 _STATE_COLS = (
@@ -190,3 +191,27 @@ def count(conn: Connection, status: Status | None = None) -> int:
     if status is not None:
         q = q.where(alerts.c.status == status)
     return int(conn.execute(q).scalar_one())
+
+
+def reconcilable(conn: Connection) -> list[Local]:
+    """Alerts firing here that only a webhook can end: firing, no pushed expiry (reconciliation's "here")."""
+    q = select(alerts.c.id, alerts.c.fingerprint, alerts.c.stale, alerts.c.last_seen_at).where(
+        alerts.c.status == Status.FIRING, alerts.c.expires_at.is_(None)
+    )
+    return [Local(r.id, r.fingerprint, bool(r.stale), r.last_seen_at) for r in conn.execute(q)]
+
+
+def flag_unheard(conn: Connection, alert_ids: Collection[int], since: datetime) -> list[int | None]:
+    """Flag stale those of `alert_ids` still firing and not heard from since `since`; their incident ids."""
+    flagged: list[int | None] = []
+    ids = list(alert_ids)
+    for i in range(0, len(ids), _CHUNK):
+        stmt = (
+            update(alerts)
+            .where(alerts.c.id.in_(ids[i : i + _CHUNK]), alerts.c.status == Status.FIRING,
+                   alerts.c.last_seen_at < since, alerts.c.stale.is_(False))
+            .values(stale=True)
+            .returning(alerts.c.incident_id)
+        )
+        flagged += [r.incident_id for r in conn.execute(stmt)]
+    return flagged

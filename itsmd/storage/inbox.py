@@ -39,3 +39,13 @@ def lag(conn: Connection) -> tuple[int, datetime | None]:
     """How many deliveries wait, and when the oldest arrived."""
     row = conn.execute(select(func.count(), func.min(inbox.c.received_at))).one()
     return int(row[0]), row[1]
+
+
+def last_id(conn: Connection) -> int:
+    """The id of the newest delivery waiting (0 when none): what `drained` later compares against."""
+    return int(conn.execute(select(func.coalesce(func.max(inbox.c.id), 0))).scalar_one())
+
+
+def drained(conn: Connection, up_to: int) -> bool:
+    """Whether every delivery up to id `up_to` has been processed."""
+    return conn.execute(select(inbox.c.id).where(inbox.c.id <= up_to).limit(1)).first() is None

@@ -31,6 +31,7 @@ class WebContext:
     reload: Callable[[], Awaitable[list[str]]] | None = None  # returns the problems; empty = reloaded
     # inside a write: correlate the alerts of silences that ended (the pipeline's, with the running rules)
     release_muted: Callable[[Connection], object] = field(default=lambda conn: None)
+    reconcile: Callable[[], None] = field(default=lambda: None)  # a webhook was truncated: ask Alertmanager
 
 
 CONTEXT = web.AppKey("itsmd", WebContext)

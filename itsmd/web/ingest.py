@@ -33,6 +33,8 @@ async def _accept(c: WebContext, source: str, delivery: Delivery, received_at: d
         await c.store.write(both)
     if delivery.alerts:
         c.wake_pipeline()
+    if delivery.truncated:
+        c.reconcile()  # the webhook left alerts out: Alertmanager's API has them (debounced)
     c.metrics.count_delivery(source, len(delivery.alerts), len(delivery.rejected), delivery.truncated)
     return json_response({"accepted": len(delivery.alerts), "quarantined": len(delivery.rejected)})
 
