@@ -36,6 +36,7 @@ class Rehearsal:
         self.alerts = 0
         self.quarantined = 0
         self._ticked = start
+        self._accepted: list[Rows] = []
 
     async def __aenter__(self) -> Rehearsal:
         await self.daemon.open_store()
@@ -49,22 +50,23 @@ class Rehearsal:
     def now(self) -> datetime:
         return self.clock.now()
 
-    async def deliver(self, delivery: Delivery, source: str = "webhook") -> None:
-        """Put one accepted delivery in the inbox, received now, as the webhook does (bad alerts quarantined)."""
+    def deliver(self, delivery: Delivery, source: str = "webhook") -> None:
+        """Accept one delivery, received now, as the webhook does (bad alerts quarantined); it is stored in the
+        inbox with the others accepted since, in one transaction, when the pipeline next runs."""
         now = self.clock.now()
-        writes: list[Rows] = []
         if delivery.alerts:
-            writes.append(inbox.add(now, source, delivery.encode()))
+            self._accepted.append(inbox.add(now, source, delivery.encode()))
         if delivery.rejected:
-            writes.append(quarantine.add(now, source, delivery.rejected))
-        for write in writes:
-            await self.daemon.store.write(write)
+            self._accepted.append(quarantine.add(now, source, delivery.rejected))
         self.deliveries += 1
         self.alerts += len(delivery.alerts)
         self.quarantined += len(delivery.rejected)
 
     async def process(self) -> int:
-        """Run the pipeline over every waiting delivery, at the clock's now."""
+        """Store what was accepted, then run the pipeline over every waiting delivery at the clock's now."""
+        accepted, self._accepted = self._accepted, []
+        if accepted:
+            await self.daemon.store.write(partial(_store_all, accepted))
         return await self.daemon.pipeline.drain()
 
     def move(self, to: datetime) -> None:
@@ -105,3 +107,9 @@ class Rehearsal:
             return [problem_json(r) for r in reversed(rows)]
 
         return await self.daemon.store.read(read)
+
+
+def _store_all(writes: list[Rows], conn: Connection) -> None:
+    """Inbox and quarantine rows, each table's adjacent rows in one statement."""
+    for table in {id(w.table): w.table for w in writes}.values():
+        Rows(table, [row for w in writes if w.table is table for row in w.rows])(conn)

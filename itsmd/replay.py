@@ -65,10 +65,12 @@ def read_lines(lines: Iterable[bytes]) -> Iterator[Line | str]:
             yield Line(number, None, doc)
 
 
-async def replay(config: Config, lines: Iterable[bytes], batch: int = DEFAULT_BATCH, tick: float = 5.0,
+async def replay(config: Config, lines: Iterable[bytes], batch: int = DEFAULT_BATCH, window: float = 1.0,
                  clock: Clock | None = None) -> Result:
-    """Feed every line at its time; the pipeline runs once per `tick` seconds of recorded time (as often as the
-    daemon's deadline tick) or `batch` deliveries, whichever comes first, and deadlines tick where they fall."""
+    """Feed every line at its time. The pipeline runs over what arrived once per `window` seconds of recorded time
+    or `batch` deliveries, whichever comes first, at the time of the last of them (the daemon's pipeline runs on
+    arrival: a replayed incident may open up to `window` later than it would have); deadlines tick where they
+    fall."""
     parsed = read_lines(lines)
     bad: list[str] = []
     first = None
@@ -80,19 +82,19 @@ async def replay(config: Config, lines: Iterable[bytes], batch: int = DEFAULT_BA
             break
     start = (first.at if first and first.at else None) or (clock or SystemClock()).now()
     async with Rehearsal(config, start, batch=batch) as r:
-        pending, window = 0, start
+        pending, since = 0, start
         max_alerts = config.limits.max_alerts_per_request
         for item in _chain(first, parsed):
             if isinstance(item, str):
                 bad.append(item)
                 continue
             when = max(item.at or r.now, r.now)
-            if pending and ((when - window).total_seconds() >= tick or pending >= batch):
+            if pending and ((when - since).total_seconds() >= window or pending >= batch):
                 await r.process()
                 pending = 0
             if not pending:
                 await r.advance(when)
-                window = when
+                since = when
             r.move(when)
             try:
                 if isinstance(item.body, list):
@@ -104,7 +106,7 @@ async def replay(config: Config, lines: Iterable[bytes], batch: int = DEFAULT_BA
             except (BadRequest, PayloadTooLarge) as e:
                 bad.append(f"line {item.number}: {e}")
                 continue
-            await r.deliver(delivery, source)
+            r.deliver(delivery, source)
             pending += 1
         await r.process()
         await r.advance(r.now)

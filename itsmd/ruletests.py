@@ -58,7 +58,7 @@ async def run_case(config: Config, case: Case) -> Outcome:
             await r.advance(case.start + timedelta(seconds=at))
             if at in sent:
                 body = {"version": "4", "alerts": [_webhook_alert(a, starts, r.now) for a in sent[at]]}
-                await r.deliver(normalize.webhook(body, r.now, max_alerts=len(sent[at])))
+                r.deliver(normalize.webhook(body, r.now, max_alerts=len(sent[at])))
                 await r.process()
             for expectation in checks.get(at, ()):
                 failures += await _check(r, expectation, case.start)
