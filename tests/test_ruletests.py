@@ -171,3 +171,10 @@ def test_expectation_subset_and_pairing() -> None:
     assert p.ok and sorted(p.pairs) == [(0, 1), (1, 0)]
     p = pair([{"rule": "x"}], [{"rule": "y"}, {"rule": "z"}])
     assert not p.ok and p.near == ((0, 0),) and p.unexpected == (1,)
+
+
+def test_shipped_rule_tests_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).resolve().parents[1]
+    files = sorted(str(p) for p in (root / "rules" / "tests").glob("*.yaml"))
+    assert len(files) >= 4
+    assert main(["test", "-c", str(root / "itsmd.example.yaml"), *files]) == 0, capsys.readouterr().out
