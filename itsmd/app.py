@@ -109,8 +109,8 @@ class Daemon:
         """The event loop runs (we are here) and the writer task is alive."""
         return self._ready and self.store.writer.alive
 
-    async def start_core(self) -> None:
-        """Everything but the listening socket: lock, migrations, writer, pipeline, ticks."""
+    async def open_store(self) -> None:
+        """Lock, migrations, writer and the declared silences: the store ready for the pipeline."""
         if self.lock is not None:
             self.lock.acquire()
         try:
@@ -121,11 +121,15 @@ class Daemon:
         await self.store.start()
         try:
             await self.declare_silences(self.config)  # before the pipeline: its first batch sees them
-            inbox_up_to = await self.store.read(inbox.last_id)  # reconciliation waits until these are processed
         except BaseException:
             await self.store.stop()
             self._release()
             raise
+
+    async def start_core(self) -> None:
+        """Everything but the listening socket: lock, migrations, writer, pipeline, ticks."""
+        await self.open_store()
+        inbox_up_to = await self.store.read(inbox.last_id)  # reconciliation waits until these are processed
         self.pipeline.start()
         self.pipeline.wake()  # deliveries left in the inbox by a crash are processed first
         self.http = aiohttp.ClientSession()
@@ -156,6 +160,13 @@ class Daemon:
             await self.stop()
             raise StartupError(f"cannot listen on {listen}: {e.strerror or e}") from e
         log.info("listening", extra={"address": str(listen), "tls": tls is not None})
+
+    async def tick(self) -> None:
+        """Every deadline tick of start_core once, in its order (retention aside): what `itsmd test` and `itsmd
+        replay` run each time they move their fake clock, so they see what the daemon would."""
+        await self.pipeline.expire_due()
+        await self.run_deadlines()
+        await self.pipeline.release_due()
 
     async def reload(self) -> list[str]:
         """Load the configuration again, rules and services included; adopt it whole or not at all. Returns the

@@ -1,4 +1,4 @@
-"""The `itsmd` command: serve, check (more commands arrive with their features)."""
+"""The `itsmd` command: serve, check, test, replay (more commands arrive with their features)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("-c", "--config", help="config file (default: ./itsmd.yaml if present)")
     check = sub.add_parser("check", help="validate the configuration; exit 1 on any problem")
     check.add_argument("-c", "--config", help="config file (default: ./itsmd.yaml if present)")
+    test = sub.add_parser("test", help="run rule test files (fake clock); exit 1 on any failure")
+    test.add_argument("-c", "--config", help="config file (default: ./itsmd.yaml if present)")
+    test.add_argument("files", nargs="+", metavar="FILE", help="rule test files")
+    replay = sub.add_parser("replay", help="feed recorded webhook bodies through the pipeline in memory")
+    replay.add_argument("file", metavar="FILE", help="JSON lines: {\"at\": RFC3339, \"body\": {...}} or a bare body")
+    replay.add_argument("-c", "--config", help="config file (default: ./itsmd.yaml if present)")
+    replay.add_argument("--format", choices=["table", "json"], default="table")
+    replay.add_argument("--batch", type=int, default=None, help="deliveries per pipeline transaction")
     return p
 
 
@@ -55,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     load = _loader(args.config)
     if args.command == "check":
         return _check(load)
+    if args.command == "test":
+        from itsmd import ruletests  # imported late, like the daemon: `check` needs none of it
+
+        return ruletests.main([Path(f) for f in args.files], load)
+    if args.command == "replay":
+        from itsmd import replay
+
+        return replay.main(Path(args.file), load, args.format, args.batch)
     try:
         config = load()
     except ConfigError as e:

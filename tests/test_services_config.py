@@ -180,7 +180,7 @@ def test_itsmd_check_covers_services(tmp_path: Path) -> None:
 def test_shipped_examples_pass_itsmd_check(tmp_path: Path) -> None:
     write(tmp_path / "itsmd.yaml", f"rules: ['{REPO}/rules/*.yaml']\nservices: {REPO}/services.yaml\n")
     out = itsmd_check(tmp_path)
-    assert out.returncode == 0 and out.stdout.startswith("ok (4 rules, "), out.stdout + out.stderr
+    assert out.returncode == 0 and out.stdout.startswith("ok (12 rules, "), out.stdout + out.stderr
 
 
 @pytest.mark.parametrize(
