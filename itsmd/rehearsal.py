@@ -76,7 +76,8 @@ class Rehearsal:
 
     async def advance(self, until: datetime) -> None:
         """Tick at every stored deadline since the last tick up to `until` (quiet resolutions, auto-close, stale
-        alerts, expiries, silence ends; one already passed ticks now), then move to `until` and tick there."""
+        alerts, expiries, silence ends; one already passed ticks now), then move to `until`. With nothing due, a
+        tick would change nothing: it is skipped (replay calls this once per window)."""
         stale_after = self.daemon.config.incidents.stale_after
         for _ in range(_MAX_DEADLINES):
             due = await self.daemon.store.read(partial(deadlines.next_due, after=self._ticked,
@@ -86,7 +87,6 @@ class Rehearsal:
             self.move(due)
             await self._tick()
         self.move(until)
-        await self._tick()
 
     async def _tick(self) -> None:
         await self.daemon.tick()
