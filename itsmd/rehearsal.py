@@ -36,6 +36,7 @@ class Rehearsal:
         self.alerts = 0
         self.quarantined = 0
         self._ticked = start
+        self._start = start  # the clock never goes back: no alert is last seen before it
         self._accepted: list[Rows] = []
 
     async def __aenter__(self) -> Rehearsal:
@@ -81,7 +82,8 @@ class Rehearsal:
         stale_after = self.daemon.config.incidents.stale_after
         for _ in range(_MAX_DEADLINES):
             due = await self.daemon.store.read(partial(deadlines.next_due, after=self._ticked,
-                                                       stale_after=stale_after))
+                                                       stale_after=stale_after, horizon=until,
+                                                       seen_since=self._start))
             if due is None or due > until:
                 break
             self.move(due)

@@ -14,10 +14,14 @@ from itsmd.core.alert import Status
 from itsmd.storage.tables import alerts, incidents, silences
 
 
-def next_due(conn: Connection, after: datetime, stale_after: float) -> datetime | None:
+def next_due(conn: Connection, after: datetime, stale_after: float, horizon: datetime | None = None,
+             seen_since: datetime | None = None) -> datetime | None:
     """The earliest of: an incident's quiet resolution or auto-close, a pushed alert's expiry, a firing alert
     turning stale, a silence starting or ending — after `after`; None if nothing is pending. The windows of a
-    recurring silence are not included (they are seen at the next alert or expectation)."""
+    recurring silence are not included (they are seen at the next alert or expectation).
+
+    `seen_since`: no alert was last seen before it; then, when even such an alert would turn stale only after
+    `horizon`, the scan for the oldest firing alert (no index on last_seen_at) is skipped."""
     firing = alerts.c.status == Status.FIRING
     candidates = [
         conn.execute(select(func.min(incidents.c.resolve_at)).where(incidents.c.resolve_at > after)).scalar(),
@@ -26,7 +30,9 @@ def next_due(conn: Connection, after: datetime, stale_after: float) -> datetime 
         conn.execute(select(func.min(silences.c.starts_at)).where(silences.c.starts_at > after)).scalar(),
         conn.execute(select(func.min(silences.c.ends_at)).where(silences.c.ends_at > after)).scalar(),
     ]
-    oldest = conn.execute(select(func.min(alerts.c.last_seen_at)).where(
+    skip_stale = (horizon is not None and seen_since is not None
+                  and seen_since + timedelta(seconds=stale_after) > horizon)
+    oldest = None if skip_stale else conn.execute(select(func.min(alerts.c.last_seen_at)).where(
         firing, or_(alerts.c.stale.is_(None), alerts.c.stale == false()))).scalar()
     if oldest is not None:
         stale = oldest + timedelta(seconds=stale_after)
