@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from itsmd.config.document import load_validator
 from itsmd.config.model import Config
 from itsmd.config.playbooks import SCHEMA_NAME, load_playbooks, read_playbooks, shell_problem
 from itsmd.config.routing import load_routing
+from itsmd.core.binding import Bound, ParamInvalid, bind, context, render_argv
 from itsmd.core.playbook import (
     ExecSpec,
     ForEach,
@@ -189,3 +191,28 @@ def test_shipped_playbooks_and_rules_load_together() -> None:
     routing = load_routing(config)
     assert {"restart-node-exporter", "free-disk-space", "restart-k8s-deployment", "scale-k8s-deployment",
             "call-runbook"} <= routing.playbooks.names()
+
+
+@pytest.mark.parametrize(("argv", "code"), [
+    ([], 2), (["a"], 2), (["-oProxyCommand=id", "x.service"], 2), (["host", "--now"], 2),
+    (["host", "a;b.service"], 2), (["host", "x.mount"], 2), (["host$(id)", "x.service"], 2),
+    (["host", "not-allowlisted.service"], 3),
+])
+def test_restart_unit_helper_refuses_bad_argv(argv: list[str], code: int) -> None:
+    out = subprocess.run([str(ROOT / "libexec" / "itsmd-restart-unit"), *argv], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin"}, timeout=10)
+    assert out.returncode == code, out.stderr
+
+
+@pytest.mark.parametrize("instance", ["x; touch /tmp/pwned:9100", "$(id):9100", "-oProxyCommand=id:9100",
+                                      "a\nb:9100", "{{7*7}}:9100", "host.:9100"])
+def test_shipped_restart_playbook_refuses_hostile_instances(instance: str) -> None:
+    playbook = load_routing(Config.default(ROOT)).playbooks.by_name("restart-node-exporter")
+    assert playbook is not None
+    assert isinstance(bind(playbook, context({"instance": instance}), "INC-1"), ParamInvalid)
+    bound = bind(playbook, context({"instance": "node-1.example.org:9100"}), "INC-1")
+    assert isinstance(bound, Bound) and bound.target == "node-1.example.org"
+    restart = playbook.steps[0].spec
+    assert isinstance(restart, ExecSpec)
+    assert render_argv(restart, bound.context) == (
+        "/usr/local/libexec/itsmd/restart-unit", "node-1.example.org", "prometheus-node-exporter.service")
