@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -121,29 +121,34 @@ def save(conn: Connection, episodes: Iterable[Episode], before: Mapping[str, Epi
     return [r.id for r in conn.execute(new, inserts)]
 
 
-def _sqlite_value(column: str, value: Any) -> Any:
-    """What SQLAlchemy's column types would bind on SQLite (types.UtcDateTime, types.JsonText, the DATETIME
-    storage format), done directly: its per-row parameter processing was the largest cost of a pipeline batch."""
-    if value is None:
-        return None
-    if column in _JSON_COLUMNS:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    if column in _TIME_COLUMNS:
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    return str(value) if column == "status" else value
+def _sqlite_time(value: datetime | None) -> str | None:
+    """What UtcDateTime + SQLite's DATETIME type bind: naive UTC in the DATETIME storage format."""
+    return None if value is None else value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-_UPDATABLE = frozenset(_STATE + _CONTENT)
-_JSON_COLUMNS = frozenset(("annotations", "generator_url"))
-_TIME_COLUMNS = frozenset(("starts_at", "ends_at", "expires_at", "last_seen_at"))
+def _sqlite_json(value: Any) -> str | None:
+    """What JsonText binds."""
+    return None if value is None else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# How each updatable column is bound on SQLite: what SQLAlchemy's column types would bind, done directly — its
+# per-row parameter processing was the largest cost of a pipeline batch.
+_SQLITE_BIND: dict[str, Callable[[Any], Any]] = {
+    "status": str, "starts_at": _sqlite_time, "ends_at": _sqlite_time, "expires_at": _sqlite_time,
+    "last_seen_at": _sqlite_time, "occurrences": _same, "annotations": _sqlite_json, "generator_url": _sqlite_json,
+}
 
 
 def _update_sqlite(conn: Connection, columns: tuple[str, ...], eps: list[Episode]) -> None:
-    """The hot update (every repeat of every alert) as one executemany on the driver (see _sqlite_value)."""
-    assert set(columns) <= _UPDATABLE  # names from this module, never from data
+    """The hot update (every repeat of every alert) as one executemany on the driver (see _SQLITE_BIND)."""
+    binds = [_SQLITE_BIND[c] for c in columns]  # KeyError for any name not from this module
     assignments = "".join(f"{c} = ?, " for c in columns)
     sql = f"UPDATE alerts SET {assignments}stale = 0 WHERE id = ?"  # noqa: S608 (fixed column names)
-    rows = [(*(_sqlite_value(c, getattr(ep, c)) for c in columns), ep.id) for ep in eps]
+    rows = [(*[bind(getattr(ep, c)) for bind, c in zip(binds, columns, strict=True)], ep.id) for ep in eps]
     conn.exec_driver_sql(sql, rows)
 
 
