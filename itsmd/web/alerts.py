@@ -68,7 +68,7 @@ async def list_alerts(request: web.Request) -> web.Response:
 async def get_alert(request: web.Request) -> web.Response:
     """GET /api/v1/alerts/{id}: one firing episode (ids are the opaque strings of the listing)."""
     text = request.match_info["id"]
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise NotFound("no such alert")
     row = await ctx(request).store.read(lambda conn: alerts.get(conn, int(text)))
     if row is None:

@@ -44,7 +44,7 @@ def _filter(request: web.Request) -> AuditFilter:
     if text is not None:
         prefix, dash, tail = text.partition("-")
         digits = tail if dash else text
-        if not digits.isdigit() or len(digits) > 18 or (dash and prefix not in _ENTITIES):
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 18 or (dash and prefix not in _ENTITIES):
             raise BadRequest("entity_id must be a number or an id like INC-12, PRB-3, RUN-4")
         number = int(digits)
         if dash:
