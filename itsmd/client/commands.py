@@ -72,8 +72,9 @@ def add_listing(actions: Any, kind: Kind) -> None:
     """`ls` with the kind's filters, `--limit`, `--cursor` and `--all`."""
 
     def ls(api: Api, args: argparse.Namespace) -> Result:
-        query = {f.param: getattr(args, f"filter_{f.option[2:]}") for f in kind.filters}
-        query = {k: v for k, v in query.items() if v is not None} | {"cursor": args.cursor}
+        values = ((f.param, getattr(args, f"filter_{f.option[2:]}")) for f in kind.filters)
+        query: dict[str, str | None] = {param: v for param, v in values if v is not None}  # --active/--inactive
+        query["cursor"] = args.cursor
         if args.limit is not None:
             query["limit"] = str(args.limit)
         doc = api.get(kind.path, query)

@@ -38,7 +38,7 @@ def plain(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
-        return ", ".join(plain(v) for v in value)
+        return ", ".join(plain(v) for v in value) or "-"
     if isinstance(value, dict):
         return ", ".join(f"{plain(k)}={plain(v)}" for k, v in value.items())
     if isinstance(value, str):
