@@ -53,8 +53,7 @@ class Renderer:
         rows = [[_cut(plain(c.value(item))) for c in columns] for item in items]
         widths = [max([len(c.header), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
         last = len(columns) - 1
-        head = "  ".join(c.header.ljust(w) if i < last else c.header for i, (c, w) in enumerate(zip(columns, widths,
-                                                                                                      strict=True)))
+        head = "  ".join(c.header.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()
         self.out.write(indent + self._paint(head, _BOLD) + "\n")
         for row in rows:
             cells = []
