@@ -26,8 +26,9 @@ from itsmd.pipeline.worker import PipelineWorker
 from itsmd.reconciliation import Reconciler
 from itsmd.reload import restart_needed
 from itsmd.scheduler import Scheduler
-from itsmd.storage import inbox, retention, silences
+from itsmd.storage import events, inbox, retention, silences
 from itsmd.storage.database import DaemonLock, migrate, open_database, sqlite_file
+from itsmd.storage.events import reload_event
 from itsmd.storage.store import SqlStore
 from itsmd.systemd import SystemdNotifier
 from itsmd.web.auth import Authenticator, Credential
@@ -168,7 +169,18 @@ class Daemon:
         await self.run_deadlines()
         await self.pipeline.release_due()
 
-    async def reload(self) -> list[str]:
+    async def reload(self, actor: str = "system") -> list[str]:
+        """Reload (below) and record the outcome in the audit log; returns the problems."""
+        problems = await self._reload()
+        path = str(self.config.path) if self.config.path else None
+        record = reload_event(self.clock.now(), actor, path, problems)
+        try:
+            await self.store.write(lambda conn: events.append(conn, [record]))
+        except StorageError as e:
+            log.warning("could not audit the reload: %s", e)
+        return problems
+
+    async def _reload(self) -> list[str]:
         """Load the configuration again, rules and services included; adopt it whole or not at all. Returns the
         problems."""
         assert self._loader is not None
@@ -270,7 +282,7 @@ async def serve(config: Config, loader: Callable[[], Config], env: Mapping[str, 
     reloads: set[asyncio.Task[list[str]]] = set()
 
     def on_hup() -> None:
-        task = loop.create_task(daemon.reload())
+        task = loop.create_task(daemon.reload("SIGHUP"))
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 

@@ -1,4 +1,4 @@
-"""The `itsmd` command: serve, check, test, replay (more commands arrive with their features)."""
+"""The `itsmd` command: serve, check, test, replay, audit, and the API client (incidents, problems, ...)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 import uvloop
 
 from itsmd import __version__, logs
+from itsmd.client import commands as client
+from itsmd.client.kinds import AUDIT
 from itsmd.config import Config, find_config, load_config
 from itsmd.config.routing import load_routing
 from itsmd.errors import ConfigError, ItsmdError, StartupError
@@ -35,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("-c", "--config", help="config file (default: ./itsmd.yaml if present)")
     replay.add_argument("--format", choices=["table", "json"], default="table")
     replay.add_argument("--batch", type=int, default=None, help="deliveries per pipeline transaction")
+    client.add_parsers(sub, os.environ)
+    audit = sub.add_parser("audit", help="the hash-chained audit log")
+    audit_actions = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    verify = audit_actions.add_parser("verify", help="recompute the hash chain; exit 1 naming the first broken record")
+    verify.add_argument("-c", "--config", help="config file (default: ./itsmd.yaml if present)")
+    client.add_listing(audit_actions, AUDIT)  # `itsmd audit ls` through the API (admin)
     return p
 
 
@@ -61,7 +69,13 @@ def _check(load: Callable[[], Config]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if client.is_client(args):
+        return client.run(args, os.environ, sys.stdout, sys.stderr)
     load = _loader(args.config)
+    if args.command == "audit":
+        from itsmd import audit
+
+        return audit.verify(load, sys.stdout, sys.stderr)
     if args.command == "check":
         return _check(load)
     if args.command == "test":

@@ -6,6 +6,8 @@
     ├── StorageError                the database failed
     │   └── StorageUnavailable      retryable: connection lost, locked, disk full -> HTTP 503
     ├── UpstreamError               retryable: an outside service (an Alertmanager's API) could not be read
+    │   └── Unreachable             the command-line client cannot reach the itsmd API (exit 3)
+    ├── ApiError                    the itsmd API answered the command-line client 4xx/5xx (exit 1); `status`
     └── RequestError                a client's request cannot be served; `status` is its HTTP code
         ├── BadRequest              400 (body not JSON, wrong top-level shape, bad parameter)
         ├── Unauthenticated         401
@@ -53,6 +55,18 @@ class UpstreamError(ItsmdError):
     """An outside service could not be read (unreachable, timeout, bad answer); the message holds no secret."""
 
     retryable = True
+
+
+class Unreachable(UpstreamError):
+    """The command-line client could not connect to (or hear back from) the daemon."""
+
+
+class ApiError(ItsmdError):
+    """The daemon answered the command-line client with an error status; the message is the server's `error`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class RequestError(ItsmdError):

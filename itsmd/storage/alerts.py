@@ -218,6 +218,11 @@ def page(conn: Connection, f: AlertFilter, limit: int, before_id: int | None) ->
     return [dict(r._mapping) for r in conn.execute(q)]
 
 
+def get(conn: Connection, alert_id: int) -> dict[str, Any] | None:
+    r = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
+    return dict(r._mapping) if r else None
+
+
 def count(conn: Connection, status: Status | None = None) -> int:
     q = select(func.count()).select_from(alerts)
     if status is not None:

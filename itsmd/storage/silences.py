@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, insert, or_, select, update
@@ -137,7 +138,7 @@ def replace_config(conn: Connection, declared: Sequence[Silence], now: datetime)
 def page(conn: Connection, limit: int, before_seq: int | None, active: bool | None, now: datetime) -> list[Row]:
     """Silences newest first, `limit` of them, with seq below `before_seq`; `active` filters on muting now."""
     if active is None:
-        return list(_newest(conn, limit, before_seq, prefilter=False))
+        return list(islice(_newest(conn, limit, before_seq, prefilter=False), limit))  # one batch, not all
     out = []
     for row in _newest(conn, _SCAN, before_seq, prefilter=active, now=now):
         if silence_of(row).active_at(now) == active:

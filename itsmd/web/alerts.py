@@ -10,7 +10,7 @@ from itsmd.core.access import Permission
 from itsmd.core.alert import Status
 from itsmd.core.incident import display_id, parse_id
 from itsmd.core.timestamp import format_time
-from itsmd.errors import BadRequest
+from itsmd.errors import BadRequest, NotFound
 from itsmd.storage import alerts, quarantine
 from itsmd.web.auth import requires
 from itsmd.web.context import ctx, json_response
@@ -62,6 +62,18 @@ async def list_alerts(request: web.Request) -> web.Response:
     w = window(request)
     rows = await ctx(request).store.read(lambda conn: alerts.page(conn, f, w.limit, w.before_id))
     return json_response(page([alert_json(r) for r in rows], [r["id"] for r in rows], w))
+
+
+@requires(Permission.READ)
+async def get_alert(request: web.Request) -> web.Response:
+    """GET /api/v1/alerts/{id}: one firing episode (ids are the opaque strings of the listing)."""
+    text = request.match_info["id"]
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise NotFound("no such alert")
+    row = await ctx(request).store.read(lambda conn: alerts.get(conn, int(text)))
+    if row is None:
+        raise NotFound("no such alert")
+    return json_response(alert_json(row))
 
 
 @requires(Permission.READ)

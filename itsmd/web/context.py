@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy import Connection
 
 from itsmd.clock import Clock
+from itsmd.core.auth_audit import AuthAuditBudget
 from itsmd.errors import BadRequest
 from itsmd.metrics import Metrics
 from itsmd.storage.store import SqlStore
@@ -28,10 +29,11 @@ class WebContext:
     resolve_timeout: float
     ready: Callable[[], bool] = field(default=lambda: True)
     close_after: Callable[[], float] = field(default=lambda: 86400.0)  # incidents.close_after, reloadable
-    reload: Callable[[], Awaitable[list[str]]] | None = None  # returns the problems; empty = reloaded
+    reload: Callable[[str], Awaitable[list[str]]] | None = None  # (actor) -> the problems; empty = reloaded
     # inside a write: correlate the alerts of silences that ended (the pipeline's, with the running rules)
     release_muted: Callable[[Connection], object] = field(default=lambda conn: None)
     reconcile: Callable[[], None] = field(default=lambda: None)  # a webhook was truncated: ask Alertmanager
+    auth_audit: AuthAuditBudget = field(default_factory=AuthAuditBudget)  # auth failures the audit log records
 
 
 CONTEXT = web.AppKey("itsmd", WebContext)

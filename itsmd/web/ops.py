@@ -11,7 +11,7 @@ from sqlalchemy import Connection, text
 from itsmd.core.access import Permission
 from itsmd.errors import StorageError
 from itsmd.storage import inbox
-from itsmd.web.auth import requires
+from itsmd.web.auth import PRINCIPAL, requires
 from itsmd.web.context import ctx, json_response
 
 READY_TIMEOUT = 2.0
@@ -59,7 +59,7 @@ async def reload(request: web.Request) -> web.Response:
     c = ctx(request)
     if c.reload is None:
         return json_response({"error": "reload is not available"}, status=400)
-    problems = await c.reload()
+    problems = await c.reload(request[PRINCIPAL].name)
     if problems:
         return json_response({"error": "reload failed; the running configuration is kept", "problems": problems},
                              status=400)

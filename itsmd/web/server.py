@@ -6,8 +6,8 @@ import time
 
 from aiohttp import web
 
-from itsmd.errors import UnsupportedMediaType
-from itsmd.web import alerts, incidents, ingest, ops, problems, silences
+from itsmd.errors import Forbidden, Unauthenticated, UnsupportedMediaType
+from itsmd.web import alerts, audit, incidents, ingest, ops, problems, silences
 from itsmd.web.auth import PRINCIPAL, Handler, check
 from itsmd.web.context import CONTEXT, WebContext, ctx
 from itsmd.web.errors import error_answer
@@ -26,12 +26,14 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         permission = getattr(info.handler, "permission", None)
         if permission is not None:
             principal = c.authenticator.authenticate(request.headers.get("Authorization"))
-            check(principal, permission)
             request[PRINCIPAL] = principal
+            check(principal, permission)
         if request.method in _STATE_CHANGING and request.content_type != "application/json":
             raise UnsupportedMediaType("state-changing requests must be Content-Type: application/json")
         response = await handler(request)
     except Exception as e:
+        if isinstance(e, Unauthenticated | Forbidden):
+            await audit.record_auth_failure(request, e)
         response = error_answer(request, e)
     resource = info.route.resource
     c.metrics.observe_request(
@@ -46,6 +48,7 @@ def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
     app.router.add_post("/api/v1/webhooks/alertmanager", ingest.alertmanager_webhook)
     app.router.add_post("/api/v2/alerts", ingest.prometheus_push)
     app.router.add_get("/api/v1/alerts", alerts.list_alerts)
+    app.router.add_get("/api/v1/alerts/{id}", alerts.get_alert)
     app.router.add_get("/api/v1/quarantine", alerts.list_quarantine)
     app.router.add_get("/api/v1/incidents", incidents.list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", incidents.get_incident)
@@ -58,6 +61,7 @@ def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
     app.router.add_get("/api/v1/problems/{id}", problems.get_problem)
     app.router.add_patch("/api/v1/problems/{id}", problems.patch_problem)
     app.router.add_put("/api/v1/problems/{id}/known-error", problems.put_known_error)
+    app.router.add_get("/api/v1/audit", audit.list_audit)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)
