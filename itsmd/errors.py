@@ -6,6 +6,7 @@
     ├── StorageError                the database failed
     │   └── StorageUnavailable      retryable: connection lost, locked, disk full -> HTTP 503
     ├── UpstreamError               retryable: an outside service (an Alertmanager's API) could not be read
+    ├── NotifyError                 a page could not be delivered; `retryable` False when refused for good
     └── RequestError                a client's request cannot be served; `status` is its HTTP code
         ├── BadRequest              400 (body not JSON, wrong top-level shape, bad parameter)
         ├── Unauthenticated         401
@@ -53,6 +54,15 @@ class UpstreamError(ItsmdError):
     """An outside service could not be read (unreachable, timeout, bad answer); the message holds no secret."""
 
     retryable = True
+
+
+class NotifyError(ItsmdError):
+    """A notifier could not deliver a page; the message names the notifier and the failure, never a secret.
+    Retryable unless the receiver refused the page for good (a 4xx other than 408/429)."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class RequestError(ItsmdError):
