@@ -55,6 +55,7 @@ class Outbox:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
+        self._flushing = asyncio.Lock()  # one flush at a time: a page is never sent twice by two of them
 
     def start(self, http: aiohttp.ClientSession) -> None:
         self._http = http
@@ -82,6 +83,10 @@ class Outbox:
 
     async def flush(self) -> int:
         """Attempt every due page once (notifiers concurrently, each one's pages in order); the number sent."""
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         assert self._http is not None, "start() first"
         rows = await self._store.read(partial(pages.due, now=self._clock.now(), limit=self.retry.batch))
         by_notifier: dict[str, list[dict[str, Any]]] = {}
