@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from itsmd import paging
 from itsmd.app import Daemon, Timers
 from itsmd.clock import FakeClock
 from itsmd.config.model import Automation, Notifier
@@ -246,3 +248,16 @@ async def test_ticks_are_idempotent(client: Client, running: tuple[Daemon, FakeC
     await dm.outbox.flush()
     assert len(sink.received) == 2
 
+
+
+async def test_without_notifiers_a_page_goes_to_the_timeline_only(
+        client: Client, running: tuple[Daemon, FakeClock], sink: HttpSink) -> None:
+    dm, clock = running
+    await send(client, dm, alert("Storm", "a"))
+    settings = paging.Settings(rules=dm.pipeline.routing.rules, notifiers=(), max_pages_per_hour=3)
+    done = await dm.store.write(partial(paging.review, now=clock.now(), settings=settings))
+    assert (done.paged, done.timeline_only) == (0, 1)
+    assert await outbox(dm) == []
+    resp = await client.get("/api/v1/incidents/INC-1", headers=VIEW)
+    paged, = [e for e in (await resp.json())["timeline"] if e["action"] == "paged"]
+    assert "timeline only" in paged["reason"] and paged["data"]["notifiers"] == []
