@@ -8,7 +8,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 
@@ -16,12 +16,13 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import Connection
 
-from itsmd import incident_actions
+from itsmd import incident_actions, paging
 from itsmd.clock import Clock, SystemClock
 from itsmd.config import Config
 from itsmd.config.routing import load_routing
 from itsmd.errors import ConfigError, StartupError, StorageError
 from itsmd.metrics import Metrics
+from itsmd.notify.outbox import Outbox, Retry
 from itsmd.pipeline.worker import PipelineWorker
 from itsmd.reconciliation import Reconciler
 from itsmd.reload import restart_needed
@@ -48,6 +49,8 @@ class Timers:
     retention_batch: int = 1000
     pipeline_poll: float = 1.0
     shutdown_grace: float = 3.0  # in-flight requests need milliseconds; an idle keep-alive must not hold the exit
+    pages: Retry = field(default_factory=Retry)  # the outbox sender: backoff, attempts, delivery timeout, poll
+    page_summary_delay: float = 60.0  # the hourly summary page waits this long to count the rest of a storm
 
 
 def authenticator(config: Config) -> Authenticator:
@@ -87,6 +90,7 @@ class Daemon:
         self.reconciler = Reconciler(self.store, self.clock, self.metrics, lambda: self.config,
                                      wake_pipeline=self.pipeline.wake, poll=self.timers.pipeline_poll)
         self.http: aiohttp.ClientSession | None = None  # outgoing HTTP (Alertmanager API), made at start
+        self.outbox = Outbox(self.store, self.clock, self.metrics, lambda: self.config, self.timers.pages)
         self._ready = False
         self.web = WebContext(
             store=self.store,
@@ -135,6 +139,8 @@ class Daemon:
         self.pipeline.wake()  # deliveries left in the inbox by a crash are processed first
         self.http = aiohttp.ClientSession()
         self.reconciler.start(self.http, inbox_up_to)
+        self.outbox.start(self.http)  # pages left pending by a crash are sent first
+        self.scheduler.every(self.timers.deadline_tick, "paging", self.page)
         self.scheduler.every(self.timers.expiry_tick, "expire-pushed-alerts", self.pipeline.expire_due)
         self.scheduler.every(self.timers.retention_tick, "retention", self.prune)
         self.scheduler.every(self.timers.deadline_tick, "incident-deadlines", self.run_deadlines)
@@ -234,6 +240,20 @@ class Daemon:
 
         return await self.store.write(work)
 
+    async def page(self) -> paging.Review:
+        """The paging tick: decide about due incidents, write their pages to the outbox, wake the sender."""
+        settings = paging.Settings(
+            rules=self.pipeline.routing.rules, notifiers=self.config.notifiers,
+            max_pages_per_hour=self.config.automation.max_pages_per_hour, recheck=self.timers.deadline_tick,
+            summary_delay=self.timers.page_summary_delay)
+        done = await self.store.write(partial(paging.review, now=self.clock.now(), settings=settings))
+        for outcome, n in (("paged", done.paged), ("suppressed", done.suppressed), ("timeline", done.timeline_only)):
+            if n:
+                self.metrics.paging_decisions.labels(outcome).inc(n)
+        if done.paged or done.suppressed or done.closed_out:
+            self.outbox.wake()
+        return done
+
     async def prune(self) -> int:
         """Apply `retention:`; one small transaction per batch, so ingest commits in between."""
         now, total = self.clock.now(), 0
@@ -258,6 +278,7 @@ class Daemon:
             self._runner = None
         self.scheduler.stop()
         await self.reconciler.stop()
+        await self.outbox.stop()
         if self.http is not None:
             await self.http.close()
             self.http = None

@@ -8,6 +8,7 @@
     ├── UpstreamError               retryable: an outside service (an Alertmanager's API) could not be read
     │   └── Unreachable             the command-line client cannot reach the itsmd API (exit 3)
     ├── ApiError                    the itsmd API answered the command-line client 4xx/5xx (exit 1); `status`
+    ├── NotifyError                 a page could not be delivered; `retryable` False when refused for good
     └── RequestError                a client's request cannot be served; `status` is its HTTP code
         ├── BadRequest              400 (body not JSON, wrong top-level shape, bad parameter)
         ├── Unauthenticated         401
@@ -67,6 +68,15 @@ class ApiError(ItsmdError):
     def __init__(self, status: int, message: str) -> None:
         self.status = status
         super().__init__(message)
+
+
+class NotifyError(ItsmdError):
+    """A notifier could not deliver a page; the message names the notifier and the failure, never a secret.
+    Retryable unless the receiver refused the page for good (a 4xx other than 408/429)."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class RequestError(ItsmdError):

@@ -51,7 +51,7 @@ def lifecycle(conn: Connection, number: int, action: Action, actor: str, body: d
         if incidents.unresolved(conn, [(row["rule"], row["key_hash"])]):
             raise Conflict("another unresolved incident has this rule and key; merge into it instead")
         values.update(state=State.OPEN, reopen_count=row["reopen_count"] + 1, resolved_at=None, resolution=None,
-                      close_at=None)
+                      close_at=None, page_at=now)  # paging decides about the new cycle
     incidents.change(conn, number, values)
     events.append(conn, [Event(now, "incident", number, actor, str(action), comment or f"{action} by {actor}")])
     return {**row, **values}

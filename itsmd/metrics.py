@@ -90,6 +90,14 @@ class Metrics:
             ["result"], registry=r,
         )
 
+        self.pages = Counter(
+            "itsmd_pages_total", "Page deliveries by event and outcome (sent, retry, failed).",
+            ["event", "outcome"], registry=r,
+        )
+        self.paging_decisions = Counter(
+            "itsmd_paging_decisions_total", "Paging decisions that paged, by outcome (paged, suppressed, timeline).",
+            ["outcome"], registry=r,
+        )
         self.config_ok = Gauge(
             "itsmd_config_last_reload_successful", "Whether the last configuration (re)load succeeded.", registry=r
         )

@@ -574,3 +574,20 @@ def test_reconciliation_settings(tmp_path: Path) -> None:
     assert (Ingest().reconcile_interval, Ingest().reconcile_timeout) == (30.0, 10.0)
     with pytest.raises(ConfigError, match=r"ingest\.reconcile_interval"):
         load_config(write_config(tmp_path, "ingest: {reconcile_interval: soon}"), {}, tmp_path)
+
+
+def test_external_url_and_the_email_ca_file(tmp_path: Path) -> None:
+    write(tmp_path / "ca.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    path = write_config(tmp_path, """
+external_url: https://itsmd.example.org/
+notifiers:
+  - {name: mail, type: email, smtp: "127.0.0.1:2525", from: a@example.org, to: [b@example.org], ca_file: ca.pem,
+     starttls: true}
+""")
+    config = load_config(path, {}, tmp_path)
+    assert config.base_url == "https://itsmd.example.org"
+    assert config.notifiers[0].settings["ca"] == Secret("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----")
+    assert Config.default(tmp_path).base_url == "http://127.0.0.1:9797"
+    with pytest.raises(ConfigError) as e:
+        load_config(write_config(tmp_path, "external_url: 12"), {}, tmp_path)
+    assert "external_url" in str(e.value)

@@ -92,8 +92,8 @@ class Notifier:
     - slack: `url` Secret (the incoming-webhook URL)
     - webhook: `url` Secret (also when written plainly); `headers` Mapping[str, Secret] (optional; the file
       or variable holds one `Name: value` per line)
-    - email: `smtp` "host:port", `from` str, `to` tuple[str, ...]; optional `starttls` bool, `username` str,
-      `password` Secret
+    - email: `smtp` "host:port", `from` str, `to` tuple[str, ...]; optional `starttls` bool (default true),
+      `username` str, `password` Secret, `ca` Secret (PEM of a private CA that signs the server's certificate)
     """
 
     name: str
@@ -191,6 +191,14 @@ class Config:
     storage: Storage
     log: Log
     silences: tuple[Silence, ...] = ()  # maintenance windows declared in the file (ids `config:<hash>`)
+    external_url: str | None = None  # how people reach this daemon (links in pages); default: from `listen`
+
+    @property
+    def base_url(self) -> str:
+        """The daemon's URL for people, without a trailing slash."""
+        if self.external_url:
+            return self.external_url.rstrip("/")
+        return f"{'https' if self.tls else 'http'}://{self.listen}"
 
     @classmethod
     def default(cls, base_dir: Path) -> Config:

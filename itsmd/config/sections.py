@@ -84,6 +84,7 @@ def compile_config(
         "notifiers": compiler.notifiers,
         "reports": compiler.reports,
         "silences": compiler.silences,
+        "external_url": str,
         **{name: functools.partial(compiler.plain_section, name) for name in _PLAIN_SECTIONS},
     }
     changes = {

@@ -208,6 +208,7 @@ class _Placer:
             incidents.change(conn, latest["id"], {
                 "state": State.OPEN, "reopen_count": latest["reopen_count"] + 1, "resolved_at": None,
                 "resolution": None, "close_at": None, "resolve_at": None, "updated_at": now,
+                "page_at": now,  # paging decides about the new cycle at its next tick
             })
             self._open[pair] = {**latest, "state": State.OPEN}
             out.events.append(Event(now, "incident", latest["id"], SYSTEM, "reopened",
@@ -249,6 +250,7 @@ def _open(conn: Connection, rule: Rule, services: Catalogue, ep: Episode, stored
         "labels": labels or {}, "alert_count": count, "firing_count": count, "detected_at": min(starts),
         "opened_at": now, "reopen_count": 0, "flapping": False, "signal_lost": False, "updated_at": now,
         "previous_incident_id": latest["id"] if latest else None,
+        "page_at": now,  # paging decides at its next tick (itsmd.paging)
     }
     new_id = incidents.create(conn, values)
     incidents.attach(conn, [r["id"] for r in stored], new_id)

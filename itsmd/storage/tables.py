@@ -117,6 +117,7 @@ incidents = Table(
     Column("signal_lost", Boolean(), nullable=False),
     Column("resolve_at", UtcDateTime()),  # deadline: resolve (quiet policy) unless an alert fires again
     Column("close_at", UtcDateTime()),  # deadline: close a resolved incident
+    Column("page_at", UtcDateTime()),  # deadline: decide about paging (itsmd.paging) at or after this
     Column("updated_at", UtcDateTime(), nullable=False),
     Index("incidents_one_unresolved", "rule", "key_hash", unique=True,
           postgresql_where=UNRESOLVED, sqlite_where=UNRESOLVED),
@@ -130,6 +131,8 @@ incidents = Table(
           sqlite_where=text("resolve_at IS NOT NULL")),
     Index("incidents_close_at", "close_at", postgresql_where=text("close_at IS NOT NULL"),
           sqlite_where=text("close_at IS NOT NULL")),
+    Index("incidents_page_at", "page_at", postgresql_where=text("page_at IS NOT NULL"),
+          sqlite_where=text("page_at IS NOT NULL")),
 )
 
 PROBLEM_UNRESOLVED = text("state IN ('open', 'investigating', 'known_error')")
@@ -196,4 +199,51 @@ silences = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("expired_at", UtcDateTime()),  # when DELETE (or removal from the config) ended it
+)
+
+PAGE_PENDING = text("state = 'pending'")
+PAGING_OUTSTANDING = text("outstanding IS NOT NULL")
+
+# The durable outbox of pages: one row per page and notifier, written in the transaction that decided it; the
+# sender delivers pending rows with retries. `key` makes a decision idempotent (incident, cycle, cause, sequence,
+# notifier). Rows are kept (sent, failed, suppressed) for the hourly budget and the audit.
+pages = Table(
+    "pages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key", String(400), nullable=False, unique=True),
+    Column("incident_id", BigInteger()),  # null: the hourly summary
+    Column("cycle", Integer(), nullable=False),  # the incident's reopen_count when decided
+    Column("event", String(16), nullable=False),  # escalate | resolve | acknowledge | summary
+    Column("cause", String(32), nullable=False),
+    Column("reason", JsonText(), nullable=False),
+    Column("notifier", String(200)),  # null: a page held back by the budget (no one to send it to)
+    Column("state", String(16), nullable=False),  # pending | sent | failed | suppressed
+    Column("attempts", Integer(), nullable=False),
+    Column("next_attempt_at", UtcDateTime()),  # deadline of a pending row
+    Column("last_error", JsonText()),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("sent_at", UtcDateTime()),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("pages_due", "next_attempt_at", postgresql_where=PAGE_PENDING, sqlite_where=PAGE_PENDING),
+    Index("pages_incident", "incident_id", "id"),
+    Index("pages_created", "event", "created_at"),
+)
+
+# Paging state of each incident that was ever considered: the current cycle, its causes paged, and whether its
+# humans still wait for a resolution (`outstanding`: paged | acknowledged; null: nothing to tell).
+paging = Table(
+    "paging",
+    metadata,
+    Column("incident_id", BigInteger(), primary_key=True, autoincrement=False),
+    Column("cycle", Integer(), nullable=False),
+    Column("since", UtcDateTime(), nullable=False),  # the cycle began (opened or reopened)
+    Column("causes", JsonText(), nullable=False),  # causes paged this cycle
+    Column("pages", Integer(), nullable=False),  # pages sent this cycle, repeats included
+    Column("last_paged_at", UtcDateTime()),
+    Column("notifiers", JsonText(), nullable=False),  # the notifiers paged this cycle (told of the resolution)
+    Column("outstanding", String(16)),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("paging_outstanding", "outstanding", postgresql_where=PAGING_OUTSTANDING,
+          sqlite_where=PAGING_OUTSTANDING),
 )
