@@ -221,3 +221,18 @@ def test_sqlite_fast_update_stores_what_sqlalchemy_stores(tmp_path: Path) -> Non
         slow = c.exec_driver_sql(f"SELECT {columns} FROM alerts WHERE id = ?", (slow_id,)).one()
     db.engine.dispose()
     assert fast == slow
+
+
+async def test_next_batch_is_bounded_by_count_and_bytes(store: SqlStore) -> None:
+    for size in (10, 10, 50, 10, 10):
+        await store.write(inbox.add(T0, "webhook", b"x" * size))
+
+    async def batch(limit: int, max_bytes: int) -> tuple[list[int], bool]:
+        rows, more = await store.read(lambda c: inbox.next_batch(c, limit, max_bytes))
+        return [len(r.payload) for r in rows], more
+
+    assert await batch(10, 1000) == ([10, 10, 50, 10, 10], False)
+    assert await batch(2, 1000) == ([10, 10], True)
+    assert await batch(10, 25) == ([10, 10], True)  # the 50-byte one would pass the bound
+    assert await batch(10, 5) == ([10], True)  # the first is always taken, whatever its size
+    assert await batch(5, 1000) == ([10, 10, 50, 10, 10], False)
