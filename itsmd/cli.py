@@ -45,7 +45,7 @@ def _loader(arg: str | None) -> Callable[[], Config]:
 
 
 def _check(load: Callable[[], Config]) -> int:
-    """Validate the config file, then the rules and services it names; print every problem."""
+    """Validate the config file, then the rules, services and playbooks it names; print every problem."""
     try:
         config = load()
         routing = load_routing(config)
@@ -53,7 +53,8 @@ def _check(load: Callable[[], Config]) -> int:
         for problem in e.problems:
             print(problem)
         return EXIT_PROBLEMS
-    counts = [f"{n} {what}" for n, what in ((len(routing.rules), "rules"), (len(routing.services), "services")) if n]
+    sizes = ((len(routing.rules), "rules"), (len(routing.services), "services"), (len(routing.playbooks), "playbooks"))
+    counts = [f"{n} {what}" for n, what in sizes if n]
     print(f"ok ({', '.join(counts)})" if counts else "ok")
     return 0
 

@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 import jinja2
-from jinja2 import meta
+from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from itsmd.core.priority import Level, parse_level
@@ -97,6 +97,29 @@ def compile_template(
         known = ", ".join(sorted(names))
         raise TemplateError(f"unknown name{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; known: {known}")
     return Template(source, compiled, max_length, truncate)
+
+
+def attribute_paths(source: str, name: str) -> set[tuple[str, ...]]:
+    """The constant attribute chains read from variable `name` in a template that compiles, e.g. `steps.a.output`
+    and `steps['a']` give ("a", "output") and ("a",); a dynamic part (`steps[x]`) ends the chain there."""
+    tree = _environment().parse(source)
+    paths: set[tuple[str, ...]] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        chain: list[str | None] = []
+        current: nodes.Node = node
+        while isinstance(current, nodes.Getattr | nodes.Getitem):
+            if isinstance(current, nodes.Getattr):
+                chain.append(current.attr)
+            else:
+                arg = current.arg
+                chain.append(arg.value if isinstance(arg, nodes.Const) and isinstance(arg.value, str) else None)
+            current = current.node
+        if isinstance(current, nodes.Name) and current.name == name:
+            chain.reverse()
+            known = chain[: chain.index(None)] if None in chain else chain
+            if known:
+                paths.add(tuple(str(part) for part in known))
+    return paths
 
 
 def render_choice(template: Renderable, context: Mapping[str, Any], choices: Collection[str]) -> str:

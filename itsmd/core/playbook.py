@@ -22,6 +22,7 @@ STEP_RESULT_FIELDS = ("exit_code", "status", "output", "json")
 DEFAULT_STEP_TIMEOUT = 300.0  # seconds, for exec, http, notify and silence steps without `timeout`
 DEFAULT_PLAYBOOK_TIMEOUT = 3600.0  # seconds, for a whole run
 DEFAULT_APPROVAL_TIMEOUT = 900.0
+DEFAULT_EXPECT = (200, 201, 202, 204)  # the statuses an http step accepts without `expect`
 
 
 def _check_seconds(what: str, value: float, *, positive: bool = False) -> None:
@@ -160,7 +161,7 @@ class HttpSpec:
     json: JsonTemplate = None  # None: no body
     headers_file: str | None = None  # absolute path of a file of `Name: value` lines (secret)
     headers_env: str | None = None  # environment variable holding such lines (secret)
-    expect: tuple[int, ...] = (200, 201, 202, 204)
+    expect: tuple[int, ...] = DEFAULT_EXPECT
 
 
 @dataclass(frozen=True, slots=True)

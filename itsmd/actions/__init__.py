@@ -1,0 +1,1 @@
+"""Step executors, one module per step kind that acts outside the daemon (exec, http, sleep)."""
