@@ -20,7 +20,7 @@ from itsmd.core.alert import Status
 from itsmd.core.binding import ParamInvalid
 from itsmd.core.guard import Breaker, BreakerPhase, Decision, Facts, SkipReason, should_run
 from itsmd.core.incident import UNRESOLVED, Resolution, display_id
-from itsmd.core.playbook import ForEach, Playbook, PlaybookSet
+from itsmd.core.playbook import ForEach, Playbook
 from itsmd.core.run import Reason, RunState, StepState, Trigger, idempotency_key
 from itsmd.core.run import display_id as run_display_id
 from itsmd.core.service import service_context
@@ -60,8 +60,8 @@ class Request:
     key: str | None = None  # manual runs bring their own unique key
 
 
-def on_incidents(conn: Connection, routing: Routing, playbooks: PlaybookSet, switches: Switches,
-                 opened: Iterable[int], reopened: Iterable[int], now: datetime) -> Triggered:
+def on_incidents(conn: Connection, routing: Routing, switches: Switches, opened: Iterable[int],
+                 reopened: Iterable[int], now: datetime) -> Triggered:
     """The runs of every rule playbook of the incidents that opened or reopened in this batch and are still
     unresolved once it settled."""
     out = Triggered()
@@ -72,14 +72,14 @@ def on_incidents(conn: Connection, routing: Routing, playbooks: PlaybookSet, swi
                 continue
             rule = routing.rules.by_name(row["rule"])
             for name in rule.playbooks if rule is not None else ():
-                request(conn, routing, playbooks, switches, Request(row, name, trigger), now, out)
+                request(conn, routing, switches, Request(row, name, trigger), now, out)
     return out
 
 
-def request(conn: Connection, routing: Routing, playbooks: PlaybookSet, switches: Switches, req: Request,
-            now: datetime, out: Triggered) -> list[int]:
+def request(conn: Connection, routing: Routing, switches: Switches, req: Request, now: datetime,
+            out: Triggered) -> list[int]:
     """Decide and store the run(s) of one playbook for one incident; returns the new run ids."""
-    playbook = playbooks.by_name(req.playbook)
+    playbook = routing.playbooks.by_name(req.playbook)
     if playbook is None:
         out.events.append(Event(now, "incident", req.incident["id"], SYSTEM, "run_not_started",
                                 f"playbook {req.playbook!r} is not loaded", {"playbook": req.playbook}))
@@ -133,12 +133,13 @@ def load_breaker(conn: Connection, playbook: str) -> Breaker:
     row = breakers.get(conn, playbook)
     if row is None:
         return Breaker()
-    return Breaker(BreakerPhase(row["state"]), tuple(parse_time(t) for t in row["failures"]), row["opened_at"],
+    failures = tuple(t for t in (parse_time(x) for x in row["failures"]) if t is not None)
+    return Breaker(BreakerPhase(row["state"]), failures, row["opened_at"],
                    probing=row["state"] == BreakerPhase.HALF_OPEN)
 
 
 def save_breaker(conn: Connection, playbook: str, b: Breaker, now: datetime) -> None:
-    breakers.save(conn, playbook, str(b.phase), [format_time(t) for t in b.failures], b.opened_at, now)
+    breakers.save(conn, playbook, str(b.phase), [format_time(t) or "" for t in b.failures], b.opened_at, now)
 
 
 def _targets(conn: Connection, service: str | None) -> tuple[int, int]:

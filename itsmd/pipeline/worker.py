@@ -16,7 +16,6 @@ from itsmd.clock import Clock
 from itsmd.config.routing import Routing
 from itsmd.core.alert import Status
 from itsmd.core.episode import History, Outcome, expire
-from itsmd.core.playbook import PlaybookSet
 from itsmd.errors import StorageError
 from itsmd.metrics import Metrics
 from itsmd.pipeline import remediate
@@ -57,9 +56,8 @@ class PipelineWorker:
         self._task: asyncio.Task[None] | None = None
         self._single = 0  # after a batch failed on its data: deliveries left to take one at a time
         self.firing = FiringEpisodes()  # changed in the writer thread only (see pipeline.firing)
-        # Remediation (issue 6): the playbooks and switches, swapped on reload; `runs_created` wakes the runner
-        # once the batch that created runs committed.
-        self.playbooks = PlaybookSet()
+        # Remediation (issue 6): `automation:` switches, swapped on reload; `runs_created` wakes the runner once
+        # the batch that created runs committed.
         self.switches = Switches()
         self.runs_created: Callable[[], None] = lambda: None
 
@@ -160,7 +158,7 @@ class PipelineWorker:
         found.events.clear()
         settle(conn, routing, found.touched | {ep.incident_id for ep in cleared if ep.incident_id}, self.close_after,
                now, found)
-        triggered = remediate.on_incidents(conn, routing, self.playbooks, self.switches,
+        triggered = remediate.on_incidents(conn, routing, self.switches,
                                            [i["id"] for i in found.opened], found.reopened, now)
         events.append(conn, found.events + triggered.events)
         known.record(stored)
@@ -177,8 +175,8 @@ class PipelineWorker:
             self._metrics.alerts_unmapped.labels(rule).inc(n)
         for decision, n in recurred.decisions.items():
             self._metrics.problem_decisions.labels(str(decision)).inc(n)
-        for (playbook, decision), n in triggered.decisions.items():
-            self._metrics.run_decisions.labels(playbook, decision).inc(n)
+        for (playbook, what), n in triggered.decisions.items():
+            self._metrics.run_decisions.labels(playbook, what).inc(n)
         return Step(len(rows), len(items), triggered.created)
 
     def release(self, conn: Connection, limit: int = 1000) -> Released:

@@ -247,7 +247,7 @@ class Execution:
                                         "updated_at": now})
             runs.finish_steps(conn, self.id, open_steps if final == state else StepState.CANCELLED, now)
             text = f"run of {self.row['playbook']} {final}: {why if final == state else 'cancelled'}"
-            events.append(conn, self._event(now, f"run_{final}", text, reason=str(reason) if reason else None,
+            events.append(conn, self._event(now, f"run_{final}", text, why=str(reason) if reason else None,
                                             finished_at=format_time(now)))
             if playbook is not None and playbook.circuit_breaker is not None and final in (
                     RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT, RunState.UNKNOWN):

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -22,7 +22,7 @@ from itsmd.core.run import Reason, RunState, StepState, display_id
 from itsmd.errors import StorageError
 from itsmd.metrics import Metrics
 from itsmd.runner.execution import Claimed, Execution
-from itsmd.runner.kinds import Kind, Kinds
+from itsmd.runner.kinds import Actions, Kinds
 from itsmd.storage import events, runs
 from itsmd.storage.events import Event
 from itsmd.storage.store import SqlStore
@@ -41,12 +41,12 @@ class RunnerTimers:
 class Runner:
     def __init__(self, store: SqlStore, clock: Clock, metrics: Metrics, playbooks: Callable[[], PlaybookSet],
                  max_concurrent: Callable[[], int], timers: RunnerTimers | None = None,
-                 kinds: Mapping[str, Kind] | None = None) -> None:
+                 actions: Actions | None = None) -> None:
         self.store, self.clock, self.metrics = store, clock, metrics
         self.playbooks = playbooks
         self.max_concurrent = max_concurrent
         self.timers = timers or RunnerTimers()
-        self.kinds = dict(kinds or {})
+        self.actions = actions or Actions()
         self.owner = f"runner-{secrets.token_hex(8)}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -133,10 +133,9 @@ class Runner:
         if len(rows) == free:
             self.wake()  # there may be more queued once a slot frees; the done callback wakes us then
 
-    def _kinds_for(self, row: dict[str, object]) -> Kinds:
-        incident = row["incident_id"]
-        return Kinds(self.store, lambda: incident if isinstance(incident, int) else None,
-                     poll=self.timers.wait_poll, others=self.kinds)
+    def _kinds_for(self, row: dict[str, Any]) -> Kinds:
+        env = {"ITSMD_RUN_ID": display_id(row["id"]), "ITSMD_IDEMPOTENCY_KEY": row["idempotency_key"]}
+        return Kinds(self.store, row["incident_id"], self.actions, poll=self.timers.wait_poll, env=env)
 
     async def _execute(self, execution: Execution) -> str:
         try:
