@@ -22,7 +22,7 @@ from itsmd.config.model import Automation
 from itsmd.core.access import Role
 from itsmd.core.run import RunState, StepState
 from itsmd.pipeline import remediate
-from itsmd.storage import runs
+from itsmd.storage import runs, settings
 from tests import daemon as d
 from tests.conftest import POSTGRES_URL, reset_postgres
 
@@ -191,13 +191,13 @@ async def test_kill_switch_is_persisted_and_skips_runs(client: Client, running: 
     run = await only_run(client)
     assert run["state"] == "skipped" and run["reason"] == "kill_switch"
     assert {s["state"] for s in run["steps"]} == {"skipped"}
-    assert await dm.store.read(remediate.settings.automation_enabled) is False  # a row: it survives restarts
+    assert await dm.store.read(settings.automation_enabled) is False  # a row: it survives restarts
     assert not (tmp_path / "fix-web.out.started").exists()
 
 
 async def test_a_trigger_seen_twice_makes_one_run(client: Client, running: tuple[Daemon, FakeClock]) -> None:
     dm, clock = running
-    await dm.store.write(lambda conn: remediate.settings.put(conn, "automation.enabled", False, "t", clock.now()))
+    await dm.store.write(lambda conn: settings.put(conn, "automation.enabled", False, "t", clock.now()))
     await send(client, dm, alert("WebDown", instance="web3"))
     await send(client, dm, alert("WebDown", instance="web3"))  # a re-delivery
     [inc] = (await get(client, "/api/v1/incidents"))["items"]
@@ -274,7 +274,7 @@ async def test_an_orphaned_run_resumes_or_ends_unknown(client: Client, running: 
     """A run left `running` by a dead runner (its lease expired): an idempotent step runs again, a non-idempotent
     one ends `unknown` and the run needs a human."""
     dm, clock = running
-    await dm.store.write(lambda conn: remediate.settings.put(conn, "automation.enabled", False, "t", clock.now()))
+    await dm.store.write(lambda conn: settings.put(conn, "automation.enabled", False, "t", clock.now()))
     await send(client, dm, alert("WebDown", instance="web5"))
     run = await only_run(client)
     number = int(run["id"].split("-")[1])
