@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 
 from itsmd.clock import Clock
 from itsmd.core.guard import Breaker, breaker_record
+from itsmd.core.incident import UNRESOLVED
 from itsmd.core.playbook import Playbook, Step, step_context
 from itsmd.core.run import (
     Phase,
@@ -94,9 +95,8 @@ class Execution:
             start = recovery.index
         else:
             deadline = now + timedelta(seconds=self.playbook.timeout)
-            if await self._incident_resolved():
+            if not await self._begin(now, deadline):
                 return await self._end(RunState.CANCELLED, Reason.RESOLVED, "the incident resolved before the run")
-            await self._begin(now, deadline)
             start = 0
         left = max(0.0, (deadline - self.clock.now()).total_seconds()) if deadline else self.playbook.timeout
         try:
@@ -113,19 +113,17 @@ class Execution:
     async def end_error(self) -> str:
         return await self._end(RunState.FAILED, Reason.ERROR, "internal error (see the log)", StepState.FAILED)
 
-    async def _incident_resolved(self) -> bool:
-        if self.incident_id is None:
-            return False
-        number = self.incident_id
-        row = await self.store.read(lambda conn: incidents.get(conn, number))
-        return row is not None and row["state"] in ("resolved", "closed")
-
-    async def _begin(self, now: datetime, deadline: datetime) -> None:
-        def work(conn: Connection) -> None:
+    async def _begin(self, now: datetime, deadline: datetime) -> bool:
+        """Start the run in one write; False (nothing written) when its incident resolved meanwhile."""
+        def work(conn: Connection) -> bool:
+            incident = incidents.get(conn, self.incident_id) if self.incident_id is not None else None
+            if incident is not None and incident["state"] not in UNRESOLVED:
+                return False
             runs.change(conn, self.id, {"started_at": now, "deadline": deadline, "updated_at": now})
             events.append(conn, self._event(now, "run_running", f"run of {self.row['playbook']} started",
                                             target=self.row["target"]))
-        await self._write(work)
+            return True
+        return bool(await self._write(work))
 
     async def _steps(self, steps: list[dict[str, Any]], start: int) -> str:
         assert self.playbook is not None
