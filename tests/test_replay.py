@@ -31,7 +31,8 @@ def recording(folder: Path, names: list[str] = ORDER, bare: bool = False) -> Pat
 @pytest.fixture
 def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A folder whose itsmd.yaml names the shipped rules and services."""
-    (tmp_path / "itsmd.yaml").write_text(f"rules: ['{ROOT}/rules/*.yaml']\nservices: '{ROOT}/services.yaml'\n")
+    (tmp_path / "itsmd.yaml").write_text(f"rules: ['{ROOT}/rules/*.yaml']\nservices: '{ROOT}/services.yaml'\n"
+                                          f"playbooks: ['{ROOT}/playbooks/*.yaml']\n")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

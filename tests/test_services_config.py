@@ -178,9 +178,11 @@ def test_itsmd_check_covers_services(tmp_path: Path) -> None:
 
 
 def test_shipped_examples_pass_itsmd_check(tmp_path: Path) -> None:
-    write(tmp_path / "itsmd.yaml", f"rules: ['{REPO}/rules/*.yaml']\nservices: {REPO}/services.yaml\n")
+    write(tmp_path / "itsmd.yaml", f"rules: ['{REPO}/rules/*.yaml']\nservices: {REPO}/services.yaml\n"
+                                   f"playbooks: ['{REPO}/playbooks/*.yaml']\n")
     out = itsmd_check(tmp_path)
     assert out.returncode == 0 and out.stdout.startswith("ok (12 rules, "), out.stdout + out.stderr
+    assert out.stdout.rstrip().endswith(" 5 playbooks)"), out.stdout
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ the response status checked against `expect`; secrets never reach the result."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ class HttpCaller:
             headers = self.headers(headers_file, headers_env)
         except ValueError as e:
             return StepResult(False, error=str(e))
-        secrets = [v for v in headers.values() if v]
+        secrets = _secrets(headers.values())
         tail = OutputTail(self.output_cap)
         try:
             async with self.session.request(
@@ -88,6 +88,13 @@ def _json(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return None
+
+
+def _secrets(values: Iterable[str]) -> list[str]:
+    """The header values, and their words of 8 characters or more (a server may echo only the token of
+    `Bearer <token>`), longest first."""
+    found = {v for v in values if v} | {w for v in values for w in v.split() if len(w) >= 8}
+    return sorted(found, key=len, reverse=True)
 
 
 def _mask(text: str, secrets: Sequence[str]) -> str:

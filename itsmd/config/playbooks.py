@@ -12,7 +12,7 @@ from typing import Any
 
 from itsmd.config.document import load_validator, read_yaml, validate
 from itsmd.config.duration import parse_duration
-from itsmd.config.problem import PathElement, Problem, format_problems, known_names
+from itsmd.config.problem import PathElement, Problem, format_path, format_problems, known_names
 from itsmd.config.rules import rule_files
 from itsmd.core.playbook import (
     DEFAULT_EXPECT,
@@ -132,6 +132,7 @@ class _Compiler:
         self.problems: list[Problem] = []
         self.schema_paths: list[Where] = []
         self.params: frozenset[str] = frozenset()
+        self.step_names: dict[str, Where] = {}
 
     def problem(self, where: Where, message: str) -> None:
         self.problems.append(Problem(where, message))
@@ -227,8 +228,12 @@ class _Compiler:
                 step = self.step(raw, at, tuple(earlier))
                 if step is not None:
                     steps.append(step)
-                if isinstance(raw.get("name"), str):
-                    earlier.append(raw["name"])
+                name = raw.get("name")
+                if isinstance(name, str):
+                    first = self.step_names.setdefault(name, at)
+                    if first != at:
+                        self.problem((*at, "name"), f"duplicate step name {name!r} (also {format_path(first)})")
+                    earlier.append(name)
         return tuple(steps)
 
     def step(self, raw: Mapping[str, Any], where: Where, earlier: tuple[str, ...]) -> Step | None:
