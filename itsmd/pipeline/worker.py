@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -17,12 +18,14 @@ from itsmd.core.alert import Status
 from itsmd.core.episode import History, Outcome, expire
 from itsmd.errors import StorageError
 from itsmd.metrics import Metrics
+from itsmd.pipeline import remediate
 from itsmd.pipeline.correlate import place_new, route, settle
 from itsmd.pipeline.dedup import dedup, fingerprint_of
 from itsmd.pipeline.delivery import Delivery
 from itsmd.pipeline.firing import FiringEpisodes
 from itsmd.pipeline.mute import Released, mute, release
 from itsmd.pipeline.problem import recur_opened
+from itsmd.pipeline.remediate import Switches
 from itsmd.storage import alerts, events, inbox, quarantine
 from itsmd.storage.events import Event
 from itsmd.storage.store import SqlStore
@@ -35,6 +38,7 @@ class Step:
     deliveries: int
     alerts: int
     more: bool = False  # deliveries are waiting after this batch
+    runs: int = 0  # runs created to execute
 
 
 class PipelineWorker:
@@ -54,6 +58,10 @@ class PipelineWorker:
         self._task: asyncio.Task[None] | None = None
         self._single = 0  # after a batch failed on its data: deliveries left to take one at a time
         self.firing = FiringEpisodes()  # changed in the writer thread only (see pipeline.firing)
+        # Remediation (issue 6): `automation:` switches, swapped on reload; `runs_created` wakes the runner once
+        # the batch that created runs committed.
+        self.switches = Switches()
+        self.runs_created: Callable[[], None] = lambda: None
 
     def wake(self) -> None:
         self._wake.set()
@@ -79,6 +87,8 @@ class PipelineWorker:
                 self.firing.clear()  # the step's entries may not have committed
                 raise
             total += step.deliveries
+            if step.runs:
+                self.runs_created()
             self._single = max(0, self._single - step.deliveries)
             if not step.more:
                 return total
@@ -150,7 +160,9 @@ class PipelineWorker:
         found.events.clear()
         settle(conn, routing, found.touched | {ep.incident_id for ep in cleared if ep.incident_id}, self.close_after,
                now, found)
-        events.append(conn, found.events)
+        triggered = remediate.on_incidents(conn, routing, self.switches,
+                                           [i["id"] for i in found.opened], found.reopened, now)
+        events.append(conn, found.events + triggered.events)
         known.record(stored)
         t4 = clock()
         stage.labels("normalize").observe(t1 - t0)
@@ -165,7 +177,9 @@ class PipelineWorker:
             self._metrics.alerts_unmapped.labels(rule).inc(n)
         for decision, n in recurred.decisions.items():
             self._metrics.problem_decisions.labels(str(decision)).inc(n)
-        return Step(len(rows), len(items), more)
+        for (playbook, what), n in triggered.decisions.items():
+            self._metrics.run_decisions.labels(playbook, what).inc(n)
+        return Step(len(rows), len(items), more, triggered.created)
 
     def release(self, conn: Connection, limit: int = 1000) -> Released:
         """Inside a write: correlate the firing alerts whose silence ended (see pipeline.mute.release)."""
