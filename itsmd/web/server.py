@@ -9,8 +9,8 @@ from aiohttp import web
 from itsmd.errors import Forbidden, Unauthenticated, UnsupportedMediaType
 from itsmd.web import alerts, audit, incidents, ingest, ops, problems, silences
 from itsmd.web.auth import PRINCIPAL, Handler, check
-from itsmd.web.dashboard import pages as dashboard
 from itsmd.web.context import CONTEXT, WebContext, ctx
+from itsmd.web.dashboard import pages as dashboard
 from itsmd.web.errors import error_answer
 
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
