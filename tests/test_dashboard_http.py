@@ -21,7 +21,8 @@ from tests.conftest import POSTGRES_URL, reset_postgres
 
 Client = TestClient  # type: ignore[type-arg]
 ING = d.bearer(Role.INGEST)
-RULES = "rules:\n  - {name: per-instance, match: ['alertname=~\".+\"'], group_by: [instance]}\n"
+RULES = ("rules:\n  - {name: per-instance, match: ['alertname=~\".+\"'], group_by: [instance],\n"
+         "     problem: {after: 2, within: 1h}}\n")
 EVIL = '<script>alert("x")</script>'
 
 
@@ -142,3 +143,15 @@ async def test_assets_ship_in_the_package(client: Client) -> None:
         assert resp.status == 200 and resp.content_type == kind and len(await resp.read()) > 500
     assert (await client.get("/static/pages.py")).status == 404
     assert (await client.get("/static/..%2Fpages.py")).status == 404
+
+
+async def test_problems_show_known_errors_as_text(client: Client, running: Daemon) -> None:
+    assert "No problems recorded." in await html(client, "/problems")
+    await send(client, running, alert("p-1"), alert("p-2"))  # two incidents of one rule: a problem
+    [problem] = re.findall(r"<td>(PRB-\d+)</td>", await html(client, "/problems"))
+    resp = await client.put(f"/api/v1/problems/{problem}/known-error", headers=OPS,
+                            json={"root_cause": "<b>disk</b> full", "workaround": "rotate logs"})
+    assert resp.status == 200, await resp.text()
+    page = await html(client, "/problems")
+    assert "<dt>Root cause</dt><dd>&lt;b&gt;disk&lt;/b&gt; full</dd>" in page
+    assert "<dt>Workaround</dt><dd>rotate logs</dd>" in page and "<dt>Playbook</dt>" not in page
