@@ -10,6 +10,7 @@ from itsmd.errors import Forbidden, Unauthenticated, UnsupportedMediaType
 from itsmd.web import alerts, audit, incidents, ingest, ops, problems, runs, silences
 from itsmd.web.auth import PRINCIPAL, Handler, check
 from itsmd.web.context import CONTEXT, WebContext, ctx
+from itsmd.web.dashboard import pages as dashboard
 from itsmd.web.errors import error_answer
 
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -72,4 +73,5 @@ def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)
     app.router.add_post("/-/reload", ops.reload)
+    dashboard.add_routes(app)  # the web dashboard: GET /, its pages and static assets
     return app
