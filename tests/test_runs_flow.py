@@ -162,6 +162,8 @@ async def test_a_run_fixes_the_incident_and_it_resolves_auto_remediated(
     assert [r["id"] for r in detail["runs"]] == [run["id"]]
     actions = [e["action"] for e in detail["timeline"]]
     assert actions.index("run_pending") < actions.index("run_running") < actions.index("run_succeeded")
+    page = await (await client.get(f"/incidents/{inc['id']}", headers=VIEW)).text()  # the dashboard shows it
+    assert run["id"] in page and "act: succeeded, exit 0" in page and "verify: succeeded" in page
 
 
 async def test_self_healed_incident_cancels_its_waiting_runs(client: Client, running: tuple[Daemon, FakeClock],

@@ -26,6 +26,7 @@ from itsmd.web.context import ctx
 from itsmd.web.incidents import incident_json
 from itsmd.web.listing import Window, page, window
 from itsmd.web.problems import problem_json
+from itsmd.web.runs import runs_of_incident
 from itsmd.web.silences import silence_json
 from itsmd.web.timeline import event_json
 
@@ -104,13 +105,14 @@ async def incident_page(request: web.Request) -> web.Response:
             return None
         return {**incident_json(row),
                 "alerts": [alert_json(a) for a in incidents.alerts_of(conn, number)],
-                "timeline": [event_json(e) for e in events.of(conn, "incident", number)]}
+                "timeline": [event_json(e) for e in events.of(conn, "incident", number)],
+                "runs": runs_of_incident(conn, number)}
 
     found = await ctx(request).store.read(detail)
     if found is None:
         raise NotFound("no such incident")
     return _render(request, "incident.html", title=f"{found['id']} {found['title']}", incident=found,
-                   runs=[])  # runs: a follow-up once the runs branch lands (DESIGN §1.3 /api/v1/runs)
+                   runs=found["runs"])
 
 
 @requires(Permission.READ)
