@@ -133,11 +133,19 @@ _LIST_PARAMS: list[Schema] = [
     {"name": "cursor", "in": "query", "required": False, "schema": _STR,
      "description": "next_cursor of the previous page"},
 ]
-_SINCE: Schema = {"name": "since", "in": "query", "required": False, "schema": _TIME,
-                  "description": "created/opened at or after (RFC 3339)"}
+_SINCE: Schema = {"name": "since", "in": "query", "required": False,
+                  "schema": {"anyOf": [_TIME, {"type": "string", "maxLength": 0}]},
+                  "description": "created/opened at or after (RFC 3339); empty = no bound"}
+
+
+
+_EMPTY: Schema = {"type": "string", "maxLength": 0}
 
 
 def _query(name: str, schema: Schema, description: str = "") -> Schema:
+    """An optional filter; an empty value means no filter, like an absent one."""
+    if schema != _STR:
+        schema = {"anyOf": [schema, _EMPTY]}
     out: Schema = {"name": name, "in": "query", "required": False, "schema": schema}
     if description:
         out["description"] = description
@@ -155,8 +163,8 @@ def _json(schema: Schema) -> Schema:
 
 def _errors(*statuses: int) -> dict[str, Schema]:
     words = {400: "bad request", 401: "no or wrong credentials", 403: "the role may not do this",
-             404: "not found", 409: "the state refuses it", 413: "body too large", 415: "not Content-Type: application/json",
-             503: "storage unavailable"}
+             404: "not found", 409: "the state refuses it", 413: "body too large",
+             415: "not Content-Type: application/json", 503: "storage unavailable"}
     return {str(s): {"description": words[s], **_json(_ref("Error"))} for s in statuses}
 
 
@@ -212,7 +220,8 @@ def _paths() -> dict[str, Schema]:
             _ok(_ref("Accepted")), body=_ANY_OBJECT, errors=ingest_errors)},
         "/api/v2/alerts": {"post": _op(
             "The Alertmanager v2 alert list that Prometheus pushes", "ingest", _ok(_ref("Accepted")),
-            body={"type": "array", "items": _ANY_OBJECT}, errors=ingest_errors)},
+            body={"type": "array", "items": {}, "description": "a bad alert inside is quarantined, not refused"},
+            errors=ingest_errors)},
         "/api/v1/alerts": {"get": _op("Alerts, one row per firing episode, newest first", "viewer",
                                       _ok(_page_of("Alert")), params=[
             _query("status", _enum(Status)), _query("incident", _STR, "an incident id like INC-12"),
@@ -291,7 +300,7 @@ def _paths() -> dict[str, Schema]:
                 "400": {"description": "reload failed or is not available; the running configuration is kept",
                         **_json(_obj({"error": _STR, "problems": {"type": "array", "items": _STR}},
                                      required=("error",)))}},
-            body=_ANY_OBJECT, errors=(401, 403, 415, 503))},
+            body={"description": "ignored (any JSON, `{}` is fine)"}, errors=(401, 403, 415, 503))},
     }
     for action in INCIDENT_ACTIONS:
         paths[f"/api/v1/incidents/{{id}}/{action}"] = {"post": _op(
