@@ -34,6 +34,7 @@ class WebContext:
     release_muted: Callable[[Connection], object] = field(default=lambda conn: None)
     reconcile: Callable[[], None] = field(default=lambda: None)  # a webhook was truncated: ask Alertmanager
     auth_audit: AuthAuditBudget = field(default_factory=AuthAuditBudget)  # auth failures the audit log records
+    body_timeout: float = 30.0  # seconds to receive a request body (limits.body_timeout)
 
 
 CONTEXT = web.AppKey("itsmd", WebContext)
