@@ -84,7 +84,8 @@ class Daemon:
         self.store.writer.on_batch = self.metrics.observe_batch
         self.pipeline = PipelineWorker(
             self.store, self.clock, self.metrics,
-            batch=config.ingest.pipeline_batch, idle_poll=self.timers.pipeline_poll,
+            batch=config.ingest.pipeline_batch, batch_bytes=config.ingest.pipeline_batch_bytes,
+            idle_poll=self.timers.pipeline_poll,
             routing=load_routing(config), close_after=config.incidents.close_after,
         )
         self.scheduler = Scheduler()

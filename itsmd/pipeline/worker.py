@@ -34,12 +34,13 @@ log = logging.getLogger("itsmd.pipeline")
 class Step:
     deliveries: int
     alerts: int
+    more: bool = False  # deliveries are waiting after this batch
 
 
 class PipelineWorker:
     def __init__(
         self, store: SqlStore, clock: Clock, metrics: Metrics, batch: int = 500, idle_poll: float = 1.0,
-        routing: Routing | None = None, close_after: float = 86400.0,
+        routing: Routing | None = None, close_after: float = 86400.0, batch_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.routing = routing or Routing()  # rules and services, swapped whole on reload; each batch reads it once
         self.close_after = close_after
@@ -47,6 +48,7 @@ class PipelineWorker:
         self._clock = clock
         self._metrics = metrics
         self._batch = batch
+        self._batch_bytes = batch_bytes
         self._idle_poll = idle_poll
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -78,7 +80,7 @@ class PipelineWorker:
                 raise
             total += step.deliveries
             self._single = max(0, self._single - step.deliveries)
-            if step.deliveries < limit:
+            if not step.more:
                 return total
 
     async def _run(self) -> None:
@@ -106,7 +108,7 @@ class PipelineWorker:
     def _step(self, conn: Connection, limit: int) -> Step:
         clock, stage = time.perf_counter, self._metrics.stage_seconds
         t0 = clock()
-        rows = inbox.oldest(conn, limit)
+        rows, more = inbox.next_batch(conn, limit, self._batch_bytes)
         if not rows:
             return Step(0, 0)
         items = [
@@ -163,7 +165,7 @@ class PipelineWorker:
             self._metrics.alerts_unmapped.labels(rule).inc(n)
         for decision, n in recurred.decisions.items():
             self._metrics.problem_decisions.labels(str(decision)).inc(n)
-        return Step(len(rows), len(items))
+        return Step(len(rows), len(items), more)
 
     def release(self, conn: Connection, limit: int = 1000) -> Released:
         """Inside a write: correlate the firing alerts whose silence ended (see pipeline.mute.release)."""
