@@ -39,6 +39,7 @@ from itsmd.storage.events import reload_event
 from itsmd.storage.store import SqlStore
 from itsmd.systemd import SystemdNotifier
 from itsmd.web.auth import Authenticator, Credential
+from itsmd.web.connection import ConnectionLimits, GuardedSite
 from itsmd.web.context import WebContext
 from itsmd.web.server import build_app
 
@@ -133,6 +134,7 @@ class Daemon:
             switches=lambda: self.pipeline.switches,
             wake_runner=self.runner.wake,
             cancel_run=self.runner.cancel,
+            body_timeout=config.limits.body_timeout,
         )
         self.app = build_app(self.web, max_body_bytes=config.limits.max_body_bytes)
         self._runner: web.AppRunner | None = None
@@ -182,8 +184,10 @@ class Daemon:
 
     async def start(self) -> None:
         await self.start_core()
+        limits = self.config.limits
         self._runner = web.AppRunner(
-            self.app, access_log=None, shutdown_timeout=self.timers.shutdown_grace, handle_signals=False
+            self.app, access_log=None, shutdown_timeout=self.timers.shutdown_grace, handle_signals=False,
+            keepalive_timeout=limits.keepalive_timeout,
         )
         await self._runner.setup()
         listen, tls = self.config.listen, self.config.tls
@@ -191,7 +195,8 @@ class Daemon:
         if tls is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(tls.cert_file, tls.key_file)
-        site = web.TCPSite(self._runner, listen.host, listen.port, ssl_context=context, backlog=1024)
+        site = GuardedSite(self._runner, listen.host, listen.port, ssl_context=context, backlog=1024,
+                           limits=ConnectionLimits(limits.header_timeout, limits.max_connections_per_source))
         try:
             await site.start()
         except OSError as e:

@@ -16,6 +16,7 @@
         ├── NotFound                404
         ├── Conflict                409 (state machine refuses the transition)
         ├── PayloadTooLarge         413 (body or alert count over the limits)
+        ├── RequestTimeout          408 (body not received within limits.body_timeout)
         └── UnsupportedMediaType    415 (state-changing request without Content-Type: application/json)
 
 The HTTP mapping lives in one place: `itsmd.web.errors`.
@@ -111,3 +112,9 @@ class PayloadTooLarge(RequestError):
 
 class UnsupportedMediaType(RequestError):
     status = 415
+
+
+class RequestTimeout(RequestError):
+    """The client did not send its request body within `limits.body_timeout`; the connection is closed."""
+
+    status = 408

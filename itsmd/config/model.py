@@ -138,6 +138,10 @@ class Reports:
 class Limits:
     max_body_bytes: int = 10485760
     max_alerts_per_request: int = 10000
+    header_timeout: float = 10.0  # seconds for a connection's first request head (the TLS handshake included)
+    body_timeout: float = 30.0  # seconds to receive a request's whole body once its head is in
+    keepalive_timeout: float = 15.0  # seconds an idle connection stays open; a later request's head within it
+    max_connections_per_source: int = 256  # open connections from one client address; more are answered 429
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,7 @@ _LIST_SECTIONS = ("alertmanagers", "auth", "notifiers", "silences")  # compiled 
 _PLAIN_SECTIONS: dict[str, tuple[Callable[..., object], tuple[str, ...]]] = {
     "automation": (Automation, ()),
     "incidents": (Incidents, ("close_after", "stale_after")),
-    "limits": (Limits, ()),
+    "limits": (Limits, ("header_timeout", "body_timeout", "keepalive_timeout")),
     "retention": (Retention, ("alerts", "incidents")),
     "ingest": (Ingest, ("resolve_timeout", "reconcile_interval", "reconcile_timeout")),
     "storage": (Storage, ("busy_timeout",)),

@@ -130,5 +130,5 @@ def display_id(number: int) -> str:
 
 def parse_id(text: str) -> int | None:
     head, _, tail = text.partition("-")
-    return int(tail) if head == "INC" and tail.isdigit() else None
+    return int(tail) if head == "INC" and tail.isascii() and tail.isdigit() and len(tail) <= 18 else None
 

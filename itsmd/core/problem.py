@@ -144,4 +144,4 @@ def display_id(number: int) -> str:
 
 def parse_id(text: str) -> int | None:
     head, _, tail = text.partition("-")
-    return int(tail) if head == "PRB" and tail.isdigit() and len(tail) <= 18 else None
+    return int(tail) if head == "PRB" and tail.isascii() and tail.isdigit() and len(tail) <= 18 else None

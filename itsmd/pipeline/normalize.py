@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -32,9 +32,14 @@ def parse_json(body: bytes) -> Any:
     except orjson.JSONDecodeError:
         pass
     try:
-        return _scrub(json.loads(body.decode("utf-8", "replace")))
+        return _scrub(json.loads(body.decode("utf-8", "replace"), parse_constant=_not_json))
     except (ValueError, RecursionError) as e:
         raise BadRequest(f"body is not valid JSON: {str(e)[:200]}") from e
+
+
+def _not_json(constant: str) -> NoReturn:
+    """NaN, Infinity and -Infinity are not JSON (Python's json reads them unless told not to)."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _collect(

@@ -16,7 +16,7 @@ from sqlalchemy import (
     text,
 )
 
-from itsmd.storage.types import JsonText, UtcDateTime
+from itsmd.storage.types import JsonText, JsonValue, UtcDateTime
 
 metadata = MetaData()
 
@@ -78,7 +78,7 @@ quarantine = Table(
     Column("received_at", UtcDateTime(), nullable=False),
     Column("source", String(16), nullable=False),
     Column("reason", JsonText(), nullable=False),
-    Column("alert", JsonText(), nullable=False),
+    Column("alert", JsonValue(), nullable=False),
 )
 
 UNRESOLVED = text("state IN ('open', 'acknowledged')")

@@ -43,3 +43,13 @@ class JsonText(TypeDecorator[Any]):
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
         return None if value is None else orjson.loads(value)
+
+
+class JsonValue(JsonText):
+    """Any JSON value, `null` included (kept as the text `null`, not SQL NULL): a quarantined alert is whatever
+    the sender sent."""
+
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()

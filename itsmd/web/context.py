@@ -46,6 +46,7 @@ class WebContext:
     switches: Callable[[], Switches] = field(default=Switches)
     wake_runner: Callable[[], None] = field(default=lambda: None)
     cancel_run: Callable[[int], Awaitable[bool]] = field(default=_not_here)
+    body_timeout: float = 30.0  # seconds to receive a request body (limits.body_timeout)
 
 
 CONTEXT = web.AppKey("itsmd", WebContext)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiohttp import web
 
-from itsmd.errors import Forbidden, Unauthenticated, UnsupportedMediaType
-from itsmd.web import alerts, audit, incidents, ingest, ops, problems, runs, silences
+from itsmd.errors import Forbidden, RequestTimeout, Unauthenticated, UnsupportedMediaType
+from itsmd.web import alerts, audit, incidents, ingest, openapi, ops, problems, runs, silences
 from itsmd.web.auth import PRINCIPAL, Handler, check
 from itsmd.web.context import CONTEXT, WebContext, ctx
 from itsmd.web.dashboard import pages as dashboard
@@ -29,18 +30,33 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
             principal = c.authenticator.authenticate(request.headers.get("Authorization"))
             request[PRINCIPAL] = principal
             check(principal, permission)
-        if request.method in _STATE_CHANGING and request.content_type != "application/json":
-            raise UnsupportedMediaType("state-changing requests must be Content-Type: application/json")
+        if request.method in _STATE_CHANGING:
+            if request.content_type != "application/json":
+                raise UnsupportedMediaType("state-changing requests must be Content-Type: application/json")
+            await _read_body(request, c.body_timeout)
         response = await handler(request)
     except Exception as e:
         if isinstance(e, Unauthenticated | Forbidden):
             await audit.record_auth_failure(request, e)
         response = error_answer(request, e)
+        if isinstance(e, RequestTimeout):
+            response.force_close()  # the rest of a late body must not be read as the next request
     resource = info.route.resource
     c.metrics.observe_request(
         resource.canonical if resource is not None else "unmatched", response.status, time.perf_counter() - started
     )
     return response
+
+
+async def _read_body(request: web.Request, timeout: float) -> None:
+    """Receive the whole body within `timeout` (kept by aiohttp for the handler's read()); a client that trickles
+    it is answered 408 and cut off."""
+    if request.can_read_body:
+        try:
+            async with asyncio.timeout(timeout):
+                await request.read()
+        except TimeoutError:
+            raise RequestTimeout(f"request body not received within {timeout:g} s") from None
 
 
 def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
@@ -69,6 +85,7 @@ def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
     app.router.add_post("/api/v1/runs/{id}/cancel", runs.cancel_run)
     app.router.add_get("/api/v1/automation", runs.get_automation)
     app.router.add_put("/api/v1/automation", runs.put_automation)
+    app.router.add_get("/api/v1/openapi.json", openapi.openapi_json)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)
