@@ -103,7 +103,7 @@ def test_summary_matches_the_hand_computed_figures(conn: Connection) -> None:
     assert doc["mtta"] == stat(453.333, 300.0, 1000.0, 3)  # A 300, C 1000, E 60
     assert doc["mttr"] == stat(3200.0, 1800.0, 7200.0, 3)  # A 1800, B 600, E 7200; C excluded, D open
     assert doc["unrestored"] == 1
-    # web: A 1800 + (B ∪ C overlap: 22:59:59 .. 23:33:20 = 2001) + E 7200 = 11001 down, 4 incidents;
+    # web: A 1800 + (B and C overlap: 22:59:59 .. 23:33:20 = 2001) + E 7200 = 11001 down, 4 incidents;
     # db: D open from 24th 12:00 to the end = 475200 down, 1 incident.
     assert doc["mtbf"] == stat(517024.875, 517024.875, 734400.0, 2)
     assert doc["self_healed_rate"] == 0.25  # E of A, B, C, E

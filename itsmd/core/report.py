@@ -110,7 +110,7 @@ def rate(part: int, whole: int) -> float | None:
 
 
 def reduction(fewer: int, more: int) -> float | None:
-    """1 − fewer/more (dedup ratio, noise reduction), null when `more` is 0."""
+    """1 - fewer/more (dedup ratio, noise reduction), null when `more` is 0."""
     return None if more == 0 else 1 - fewer / more
 
 
@@ -119,7 +119,7 @@ def seconds(value: float | None) -> float | None:
 
 
 def nearest_rank(count: int, percent: int) -> int:
-    """The 1-based nearest rank of the `percent` percentile among `count` sorted values: ceil(p/100 × n)."""
+    """The 1-based nearest rank of the `percent` percentile among `count` sorted values: ceil(p/100 x n)."""
     return max(1, math.ceil(percent * count / 100))
 
 
@@ -135,5 +135,5 @@ def stat(values: Sequence[float]) -> Stat:
 
 
 def mtbf(period_seconds: float, downtime: float, incidents: int) -> float:
-    """(period − union of the service's incident intervals) / incidents."""
+    """(period - union of the service's incident intervals) / incidents."""
     return max(period_seconds - downtime, 0.0) / incidents

@@ -37,7 +37,7 @@ from itsmd.core.report import NO_GROUP, Dimension, Period, Stat, Week
 from itsmd.storage.tables import alerts, incidents, problems
 
 
-class epoch(FunctionElement[float]):  # noqa: N801 (an SQL function)
+class epoch(FunctionElement[float]):
     """Seconds since 1970 of a UtcDateTime column, as a float, on both engines."""
 
     type = Float()
@@ -47,17 +47,17 @@ class epoch(FunctionElement[float]):  # noqa: N801 (an SQL function)
 @compiles(epoch, "sqlite")
 def _epoch_sqlite(element: epoch, compiler: SQLCompiler, **kw: Any) -> str:
     # SQLite keeps 'YYYY-MM-DD HH:MM:SS.ffffff': whole seconds from strftime, the fraction from the text.
-    x = compiler.process(list(element.clauses)[0], **kw)
+    x = compiler.process(next(iter(element.clauses)), **kw)
     return f"(CAST(strftime('%s', {x}) AS INTEGER) + CAST(substr({x}, 20) AS REAL))"
 
 
 @compiles(epoch, "postgresql")
 def _epoch_postgresql(element: epoch, compiler: SQLCompiler, **kw: Any) -> str:
-    x = compiler.process(list(element.clauses)[0], **kw)
+    x = compiler.process(next(iter(element.clauses)), **kw)
     return f"CAST(EXTRACT(EPOCH FROM {x}) AS DOUBLE PRECISION)"
 
 
-class alertname(FunctionElement[str]):  # noqa: N801
+class alertname(FunctionElement[str]):
     """The `alertname` label of a labels column, JSON-encoded (null when absent). On PostgreSQL by pattern: casting
     the text to json fails on a label holding an escaped NUL, and label values are untrusted."""
 
@@ -67,13 +67,13 @@ class alertname(FunctionElement[str]):  # noqa: N801
 
 @compiles(alertname, "sqlite")
 def _alertname_sqlite(element: alertname, compiler: SQLCompiler, **kw: Any) -> str:
-    x = compiler.process(list(element.clauses)[0], **kw)
+    x = compiler.process(next(iter(element.clauses)), **kw)
     return f"json_quote(json_extract({x}, '$.\"alertname\"'))"
 
 
 @compiles(alertname, "postgresql")
 def _alertname_postgresql(element: alertname, compiler: SQLCompiler, **kw: Any) -> str:
-    x = compiler.process(list(element.clauses)[0], **kw)
+    x = compiler.process(next(iter(element.clauses)), **kw)
     # The store writes compact JSON with sorted keys: a key is preceded by { or , and followed by ":"
     return f"substring({x} from '[{{,]\"alertname\":(\"(?:[^\"\\\\]|\\\\.)*\")')"
 
@@ -185,13 +185,13 @@ def counts(conn: Connection, scope: Scope, sla: Mapping[str, tuple[float | None,
     for r in rows:
         v = [int(x) for x in r[1:]]
         breaches = {p: (v[6 + 2 * k], v[7 + 2 * k]) for k, p in enumerate(priorities)}
-        out[r[0]] = Counts(*v[:6], sla=breaches)
+        out[r[0]] = Counts(v[0], v[1], v[2], v[3], v[4], v[5], sla=breaches)
     return out
 
 
 def durations(conn: Connection, scope: Scope, metric: str,
               only: tuple[Dimension, str] | None = None) -> dict[str, Stat]:
-    """MTTA (`acknowledged_at − opened_at`) or MTTR (`restored_at − detected_at`): mean, median, nearest-rank p90
+    """MTTA (`acknowledged_at - opened_at`) or MTTR (`restored_at - detected_at`): mean, median, nearest-rank p90
     and n per group, ranked in SQL; `only` keeps the incidents of one group of another dimension."""
     i = incidents.c
     start, end = (i.opened_at, i.acknowledged_at) if metric == "mtta" else (i.detected_at, i.restored_at)
@@ -304,14 +304,13 @@ def recurring(conn: Connection, p: Period, minimum: int, limit: int) -> list[dic
          .having(func.count() >= minimum).order_by(k.desc(), down.desc(), i.signature_hash).limit(limit))
     rows = conn.execute(q).all()
     newest = [r[5] for r in rows]
-    sigs = dict(conn.execute(select(i.id, i.signature).where(i.id.in_(newest))).all()) if newest else {}
+    sigs: dict[int, Any] = {r[0]: r[1] for r in conn.execute(select(i.id, i.signature).where(i.id.in_(newest)))}
     pids = [r[4] for r in rows if r[4] is not None]
-    known = dict(conn.execute(select(problems.c.id, problems.c.known_error).where(
-        problems.c.id.in_(pids))).all()) if pids else {}
+    known: dict[int, Any] = {r[0]: r[1] for r in conn.execute(
+        select(problems.c.id, problems.c.known_error).where(problems.c.id.in_(pids)))}
     out = []
-    for h, count, downtime, last, pid, newest_id in rows:
-        last_at = last if isinstance(last, datetime) else incidents.c.detected_at.type.process_result_value(
-            datetime.fromisoformat(str(last)), conn.dialect)
+    for _hash, count, downtime, last, pid, newest_id in rows:
+        last_at = last if isinstance(last, datetime) else datetime.fromisoformat(str(last))
         out.append({"signature": sigs.get(newest_id), "problem_id": pid, "incidents": int(count),
                     "downtime": float(downtime or 0.0), "last_seen_at": last_at,
                     "known_error": known.get(pid) is not None if pid is not None else False})
