@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import Connection
 
-from itsmd import incident_actions, paging
+from itsmd import incident_actions, paging, report
 from itsmd.clock import Clock, SystemClock
 from itsmd.config import Config
 from itsmd.config.routing import load_routing
@@ -105,6 +105,7 @@ class Daemon:
             reload=self.reload if loader else None,
             release_muted=self.pipeline.release,
             reconcile=self.reconciler.request,
+            report_settings=lambda: report.settings(self.config, self.pipeline.routing.rules),
         )
         self.app = build_app(self.web, max_body_bytes=config.limits.max_body_bytes)
         self._runner: web.AppRunner | None = None

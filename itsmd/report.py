@@ -6,6 +6,7 @@ The figures come aggregated from storage.reports; core.report holds the definiti
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from itsmd.storage.reports import AlertCounts, Counts, Scope
 KINDS = ("summary", "mttr", "recurring")
 
 
-def settings(config: Config, rules: tuple[Rule, ...] | list[Rule] = ()) -> Settings:
+def settings(config: Config, rules: Iterable[Rule] = ()) -> Settings:
     sla = {p: Targets(t.ack, t.restore) for p, t in config.reports.sla.items()}
     return Settings(config.reports.timezone, sla, frozenset(r.name for r in rules if r.playbooks))
 

@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 
 from itsmd.clock import Clock
 from itsmd.core.auth_audit import AuthAuditBudget
+from itsmd.core.report import Settings as ReportSettings
 from itsmd.errors import BadRequest
 from itsmd.metrics import Metrics
 from itsmd.storage.store import SqlStore
@@ -34,6 +35,7 @@ class WebContext:
     release_muted: Callable[[Connection], object] = field(default=lambda conn: None)
     reconcile: Callable[[], None] = field(default=lambda: None)  # a webhook was truncated: ask Alertmanager
     auth_audit: AuthAuditBudget = field(default_factory=AuthAuditBudget)  # auth failures the audit log records
+    report_settings: Callable[[], ReportSettings] = field(default=ReportSettings)  # reports:, reloadable
 
 
 CONTEXT = web.AppKey("itsmd", WebContext)

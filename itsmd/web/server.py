@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from itsmd.errors import Forbidden, Unauthenticated, UnsupportedMediaType
-from itsmd.web import alerts, audit, incidents, ingest, ops, problems, silences
+from itsmd.web import alerts, audit, incidents, ingest, ops, problems, reports, silences
 from itsmd.web.auth import PRINCIPAL, Handler, check
 from itsmd.web.context import CONTEXT, WebContext, ctx
 from itsmd.web.errors import error_answer
@@ -62,6 +62,7 @@ def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
     app.router.add_patch("/api/v1/problems/{id}", problems.patch_problem)
     app.router.add_put("/api/v1/problems/{id}/known-error", problems.put_known_error)
     app.router.add_get("/api/v1/audit", audit.list_audit)
+    app.router.add_get("/api/v1/reports/{kind}", reports.get_report)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)
