@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from itsmd.config.model import Config
 from itsmd.core import report as core
@@ -18,6 +19,7 @@ from itsmd.core.problem import display_id
 from itsmd.core.report import Dimension, Period, Settings, Stat, Targets
 from itsmd.core.rule import Rule
 from itsmd.core.timestamp import format_time
+from itsmd.errors import StorageUnavailable
 from itsmd.storage import reports as sql
 from itsmd.storage.reports import AlertCounts, Counts, Scope
 
@@ -133,3 +135,20 @@ def build(conn: Connection, kind: str, s: Settings, p: Period, by: Dimension | N
     if kind == "mttr":
         return mttr(conn, s, p, by)
     return recurring(conn, p)
+
+
+def from_database(config: Config, kind: str, p: Period, by: Dimension | None, now: datetime) -> dict[str, Any]:
+    """A report read straight from the configured database (`itsmd report -c`), without a daemon; the schema is
+    not migrated (a report never writes)."""
+    from itsmd.config.routing import load_routing
+    from itsmd.storage.database import open_database
+
+    s = settings(config, load_routing(config).rules)
+    db = open_database(config.database, pool_size=1)
+    try:
+        with db.engine.connect() as conn:
+            return build(conn, kind, s, p, by, now)
+    except SQLAlchemyError as e:
+        raise StorageUnavailable(f"cannot read the reports from the database: {e.__class__.__name__}: {e}") from e
+    finally:
+        db.engine.dispose()
