@@ -35,6 +35,8 @@ from itsmd.systemd import SystemdNotifier
 from itsmd.web.auth import Authenticator, Credential
 from itsmd.web.context import WebContext
 from itsmd.web.server import build_app
+from itsmd.weekly_report import Outcome as WeeklyOutcome
+from itsmd.weekly_report import WeeklyReport
 
 log = logging.getLogger("itsmd")
 
@@ -91,6 +93,7 @@ class Daemon:
                                      wake_pipeline=self.pipeline.wake, poll=self.timers.pipeline_poll)
         self.http: aiohttp.ClientSession | None = None  # outgoing HTTP (Alertmanager API), made at start
         self.outbox = Outbox(self.store, self.clock, self.metrics, lambda: self.config, self.timers.pages)
+        self.weekly = WeeklyReport(self.store, self.clock, lambda: self.config, self.report_settings)
         self._ready = False
         self.web = WebContext(
             store=self.store,
@@ -105,7 +108,7 @@ class Daemon:
             reload=self.reload if loader else None,
             release_muted=self.pipeline.release,
             reconcile=self.reconciler.request,
-            report_settings=lambda: report.settings(self.config, self.pipeline.routing.rules),
+            report_settings=self.report_settings,
         )
         self.app = build_app(self.web, max_body_bytes=config.limits.max_body_bytes)
         self._runner: web.AppRunner | None = None
@@ -146,6 +149,9 @@ class Daemon:
         self.scheduler.every(self.timers.retention_tick, "retention", self.prune)
         self.scheduler.every(self.timers.deadline_tick, "incident-deadlines", self.run_deadlines)
         self.scheduler.every(self.timers.deadline_tick, "silence-ends", self.pipeline.release_due)
+        if self.config.reports.weekly_cron:  # read at start: a reload does not move it
+            self.scheduler.cron(self.config.reports.weekly_cron, self.config.reports.timezone, "weekly-report",
+                                self.weekly_report)
         self.scheduler.start()
         self.metrics.config_loaded(True, self.clock.now().timestamp())
         self._ready = True
@@ -230,6 +236,12 @@ class Daemon:
         added, ended = await self.store.write(work)
         if added or ended:
             log.info("declared silences stored", extra={"added": added, "ended": ended})
+
+    def report_settings(self) -> report.Settings:
+        return report.settings(self.config, self.pipeline.routing.rules)
+
+    async def weekly_report(self) -> WeeklyOutcome:
+        return await self.weekly.run(self.http)
 
     async def run_deadlines(self) -> int:
         """Stale alerts and signal loss; quiet resolutions; closing resolved incidents after close_after."""

@@ -17,6 +17,8 @@ from itsmd.config.model import Config
 from itsmd.core import report as core
 from itsmd.core.problem import display_id
 from itsmd.core.report import Dimension, Period, Settings, Stat, Targets
+
+__all__ = ["KINDS", "Settings", "build", "from_database", "mttr", "recurring", "settings", "summary"]
 from itsmd.core.rule import Rule
 from itsmd.core.timestamp import format_time
 from itsmd.errors import StorageUnavailable

@@ -137,3 +137,13 @@ def stat(values: Sequence[float]) -> Stat:
 def mtbf(period_seconds: float, downtime: float, incidents: int) -> float:
     """(period - union of the service's incident intervals) / incidents."""
     return max(period_seconds - downtime, 0.0) / incidents
+
+
+def previous_week(now: datetime, timezone: str) -> Period:
+    """The last complete ISO week before `now` (Monday 00:00 to Monday 00:00 local time in `timezone`)."""
+    zone = ZoneInfo(timezone)
+    local = now.astimezone(zone)
+    this_monday = datetime(local.year, local.month, local.day, tzinfo=zone) - timedelta(days=local.weekday())
+    last_monday = this_monday - timedelta(days=7)
+    return Period(datetime(last_monday.year, last_monday.month, last_monday.day, tzinfo=zone),
+                  datetime(this_monday.year, this_monday.month, this_monday.day, tzinfo=zone))
