@@ -59,6 +59,7 @@ def _report_parser(sub: Any) -> None:
     report.add_argument("--to", dest="end", help="RFC 3339 (default: now)")
     report.add_argument("--by", choices=["service", "owner", "priority", "week"])
     report.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
+    report.add_argument("--noisiest", type=int, default=0, metavar="N", help="summary: also the N noisiest alert names")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -73,14 +74,15 @@ def _report(args: argparse.Namespace) -> int:
     try:
         if args.url:
             api = Api(args.url, args.token or os.environ.get("ITSMD_TOKEN") or None)
-            query = {"from": args.start, "to": args.end, "by": args.by}
+            query = {"from": args.start, "to": args.end, "by": args.by, "noisiest": str(args.noisiest or "") or None}
             doc = api.get(f"/api/v1/reports/{args.kind}", query)
         else:
             start = parse_time(args.start) if args.start else None
             end = parse_time(args.end) if args.end else None
             now = SystemClock().now()
             by = Dimension(args.by) if args.by else None
-            doc = report.from_database(_loader(args.config)(), args.kind, period(start, end, now), by, now)
+            doc = report.from_database(_loader(args.config)(), args.kind, period(start, end, now), by, now,
+                                       args.noisiest)
     except ConfigError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)

@@ -79,10 +79,14 @@ def _figures(conn: Connection, scope: Scope, s: Settings, now: datetime) -> dict
     return out
 
 
-def summary(conn: Connection, s: Settings, p: Period, by: Dimension | None, now: datetime) -> dict[str, Any]:
+def summary(conn: Connection, s: Settings, p: Period, by: Dimension | None, now: datetime,
+            noisiest: int = 0) -> dict[str, Any]:
+    """The summary; with `noisiest` > 0 also that many alert names by deliveries (`noisiest`: it reads every
+    alert's labels, the one costly part, so it is asked for)."""
     doc: dict[str, Any] = {"from": format_time(p.start), "to": format_time(p.end)}
     doc.update(_figures(conn, _scope(p, None, s), s, now)[""])
-    doc["noisiest"] = sql.noisiest(conn, p)
+    if noisiest > 0:
+        doc["noisiest"] = sql.noisiest(conn, p, noisiest)
     doc["by"] = _figures(conn, _scope(p, by, s), s, now) if by is not None else {}
     return doc
 
@@ -131,15 +135,17 @@ def recurring(conn: Connection, p: Period, limit: int = core.RECURRING_TOP) -> d
     return {"from": format_time(p.start), "to": format_time(p.end), "items": items}
 
 
-def build(conn: Connection, kind: str, s: Settings, p: Period, by: Dimension | None, now: datetime) -> dict[str, Any]:
+def build(conn: Connection, kind: str, s: Settings, p: Period, by: Dimension | None, now: datetime,
+          noisiest: int = 0) -> dict[str, Any]:
     if kind == "summary":
-        return summary(conn, s, p, by, now)
+        return summary(conn, s, p, by, now, noisiest)
     if kind == "mttr":
         return mttr(conn, s, p, by)
     return recurring(conn, p)
 
 
-def from_database(config: Config, kind: str, p: Period, by: Dimension | None, now: datetime) -> dict[str, Any]:
+def from_database(config: Config, kind: str, p: Period, by: Dimension | None, now: datetime,
+                  noisiest: int = 0) -> dict[str, Any]:
     """A report read straight from the configured database (`itsmd report -c`), without a daemon; the schema is
     not migrated (a report never writes)."""
     from itsmd.config.routing import load_routing
@@ -149,7 +155,7 @@ def from_database(config: Config, kind: str, p: Period, by: Dimension | None, no
     db = open_database(config.database, pool_size=1)
     try:
         with db.engine.connect() as conn:
-            return build(conn, kind, s, p, by, now)
+            return build(conn, kind, s, p, by, now, noisiest)
     except SQLAlchemyError as e:
         raise StorageUnavailable(f"cannot read the reports from the database: {e.__class__.__name__}: {e}") from e
     finally:

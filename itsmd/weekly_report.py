@@ -25,6 +25,7 @@ from itsmd.storage.store import SqlStore
 
 log = logging.getLogger("itsmd.report")
 TIMEOUT = 30.0
+NOISIEST = 10  # alert names listed
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class WeeklyReport:
         """(the report, the period it covers as text)."""
         s, now = self._settings(), self._clock.now()
         p = previous_week(now, s.timezone)
-        summary = await self._store.read(lambda conn: report.summary(conn, s, p, Dimension.SERVICE, now))
+        summary = await self._store.read(lambda conn: report.summary(conn, s, p, Dimension.SERVICE, now, NOISIEST))
         recurring = await self._store.read(lambda conn: report.recurring(conn, p))
         out = io.StringIO()
         formats.write("summary", summary, "markdown", out)

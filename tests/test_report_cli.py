@@ -72,7 +72,7 @@ def test_csv_keeps_raw_numbers_and_defuses_formulas(config: str) -> None:
 
 
 def test_table_and_markdown_humanise_and_escape(config: str) -> None:
-    code, out, _ = itsmd("report", "summary", "-c", config, *PERIOD)
+    code, out, _ = itsmd("report", "summary", "-c", config, *PERIOD, "--noisiest", "3")
     lines = out.splitlines()
     assert code == 0 and lines[0].startswith("Incident summary: 2026-11-16T00:00:00Z .. 2026-11-30T00:00:00Z")
     assert lines[1].split()[:3] == ["GROUP", "INCIDENTS", "ALERTS"]
@@ -82,7 +82,7 @@ def test_table_and_markdown_humanise_and_escape(config: str) -> None:
     assert code == 0 and out.startswith("# MTTR and MTTA\n")
     assert "| GROUP | WEEK | MTTR MEAN |" in out
     assert "| all | 2026-W47 | 20m |" in out
-    code, out, _ = itsmd("report", "summary", "-c", config, *PERIOD, "--format", "markdown")
+    code, out, _ = itsmd("report", "summary", "-c", config, *PERIOD, "--format", "markdown", "--noisiest", "3")
     assert "## Noisiest alerts" in out and "| =cmd\\|\\\\x1b\\[2J\\*x\\* | 2 | 1 |" in out
 
 

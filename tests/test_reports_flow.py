@@ -88,7 +88,7 @@ async def test_summary_of_incidents_made_by_the_pipeline(client: Client, running
     clock.advance(60)
 
     params = {"from": format_time(T0 - timedelta(hours=1)) or "", "to": format_time(clock.now()) or ""}
-    status, doc = await report(client, "summary", **params, by="week")
+    status, doc = await report(client, "summary", **params, by="week", noisiest="5")
     assert status == 200, doc
     assert doc["incidents"] == 2 and doc["alerts"] == 4 and doc["episodes"] == 2  # a resolve is a delivery too
     assert doc["mttr"] == {"mean": 120.0, "median": 120.0, "p90": 120.0, "n": 1}  # b never restored
@@ -117,5 +117,6 @@ async def test_report_requests_are_checked(client: Client) -> None:
     assert status == 400 and doc["error"] == "from must be before to"
     assert (await report(client, "summary", to="yesterday"))[0] == 400
     assert (await report(client, "nonsense"))[0] == 404
+    assert (await report(client, "summary", noisiest="101"))[0] == 400
     status, doc = await report(client, "summary")  # the last four weeks by default
     assert status == 200 and doc["to"] == format_time(T0) and doc["from"] == format_time(T0 - timedelta(days=28))

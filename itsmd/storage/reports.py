@@ -227,20 +227,14 @@ def mtbf_rows(conn: Connection, scope: Scope) -> list[tuple[str, str, float, int
                   _least(stop, pend).label("e"), pend.label("pend")).where(
         _in_period(scope.period), i.service.is_not(None)).subquery("base")
     b = base.c
-    order = (b.s, b.id)
-    prev = func.max(b.e).over(partition_by=(b.grp, b.service), order_by=order, rows=(None, -1))
-    flagged = select(b.grp, b.service, b.s, b.e, b.pend, b.id,
-                     case((or_(prev.is_(None), b.s > prev), 1), else_=0).label("new")).subquery("flagged")
-    f = flagged.c
-    island = func.sum(f.new).over(partition_by=(f.grp, f.service), order_by=(f.s, f.id), rows=(None, 0))
-    numbered = select(f.grp, f.service, f.s, f.e, f.pend, island.label("island")).subquery("numbered")
-    n_ = numbered.c
-    islands = select(n_.grp, n_.service, func.min(n_.s).label("s"), func.max(n_.e).label("e"),
-                     func.count().label("k"), func.max(n_.pend).label("pend")).group_by(
-        n_.grp, n_.service, n_.island).subquery("islands")
-    x = islands.c
-    down = func.sum(case((x.e > x.s, x.e - x.s), else_=0.0))
-    q = select(x.grp, x.service, down, func.sum(x.k), func.max(x.pend)).group_by(x.grp, x.service)
+    # Sorted by start, an interval adds to the union only what reaches past every earlier one's end:
+    # max(0, e - max(s, the earlier ends' maximum)). One window, no islands.
+    before = func.max(b.e).over(partition_by=(b.grp, b.service), order_by=(b.s, b.id), rows=(None, -1))
+    covered = case((and_(before.is_not(None), before > b.s), before), else_=b.s)
+    added = select(b.grp, b.service, b.e, b.pend, covered.label("c")).subquery("added")
+    x = added.c
+    down = func.sum(case((x.e > x.c, x.e - x.c), else_=0.0))
+    q = select(x.grp, x.service, down, func.count(), func.max(x.pend)).group_by(x.grp, x.service)
     return [(g, svc, float(dt), int(k), float(pe)) for g, svc, dt, k, pe in conn.execute(q).all()]
 
 

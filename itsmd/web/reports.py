@@ -14,6 +14,8 @@ from itsmd.errors import BadRequest, NotFound
 from itsmd.web.auth import requires
 from itsmd.web.context import ctx, json_response
 
+MAX_NOISIEST = 100
+
 
 def _time(request: web.Request, name: str) -> datetime | None:
     text = request.query.get(name)
@@ -36,6 +38,13 @@ def query(request: web.Request, now: datetime) -> tuple[Period, Dimension | None
     return p, None if by_text is None else Dimension(by_text)
 
 
+def _noisiest(request: web.Request) -> int:
+    text = request.query.get("noisiest") or "0"
+    if not text.isdigit() or int(text) > MAX_NOISIEST:
+        raise BadRequest(f"noisiest must be a whole number from 0 to {MAX_NOISIEST}")
+    return int(text)
+
+
 @requires(Permission.READ)
 async def get_report(request: web.Request) -> web.Response:
     kind = request.match_info["kind"]
@@ -45,5 +54,6 @@ async def get_report(request: web.Request) -> web.Response:
     now = c.clock.now()
     p, by = query(request, now)
     settings = c.report_settings()
-    doc = await c.store.read(lambda conn: report.build(conn, kind, settings, p, by, now))
+    top = _noisiest(request)
+    doc = await c.store.read(lambda conn: report.build(conn, kind, settings, p, by, now, top))
     return json_response(doc)
