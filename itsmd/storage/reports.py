@@ -142,8 +142,25 @@ def _period_end(scope: Scope) -> ColumnElement[Any]:
     return literal(scope.period.end.timestamp(), Float())
 
 
+class least(FunctionElement[float]):
+    """The smaller of two non-null numbers (SQLite's scalar min, PostgreSQL's LEAST): each argument once."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(least, "sqlite")
+def _least_sqlite(element: least, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"min({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(least, "postgresql")
+def _least_postgresql(element: least, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"LEAST({compiler.process(element.clauses, **kw)})"
+
+
 def _least(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]:
-    return case((a < b, a), else_=b)
+    return least(a, b)
 
 
 def _known_error_playbook_ids() -> Any:
@@ -228,10 +245,13 @@ def mtbf_rows(conn: Connection, scope: Scope) -> list[tuple[str, str, float, int
         _in_period(scope.period), i.service.is_not(None)).subquery("base")
     b = base.c
     # Sorted by start, an interval adds to the union only what reaches past every earlier one's end:
-    # max(0, e - max(s, the earlier ends' maximum)). One window, no islands.
+    # max(0, e - max(s, the earlier ends' maximum)). One window, no islands; named once (SQL repeats what it uses
+    # twice).
     before = func.max(b.e).over(partition_by=(b.grp, b.service), order_by=(b.s, b.id), rows=(None, -1))
-    covered = case((and_(before.is_not(None), before > b.s), before), else_=b.s)
-    added = select(b.grp, b.service, b.e, b.pend, covered.label("c")).subquery("added")
+    windowed = select(b.grp, b.service, b.s, b.e, b.pend, before.label("before")).subquery("windowed")
+    w = windowed.c
+    covered = case((w.before > w.s, w.before), else_=w.s)  # null `before` (the first interval): s
+    added = select(w.grp, w.service, w.e, w.pend, covered.label("c")).subquery("added")
     x = added.c
     down = func.sum(case((x.e > x.c, x.e - x.c), else_=0.0))
     q = select(x.grp, x.service, down, func.count(), func.max(x.pend)).group_by(x.grp, x.service)
