@@ -110,20 +110,14 @@ def mttr(conn: Connection, s: Settings, p: Period, by: Dimension | None) -> dict
         groups = sorted(set(g_mttr) | set(g_mtta) | set(sql.counts(conn, scope, {}, frozenset(), p.end)))
         if by is Dimension.WEEK:
             groups = [w.label for w in weekly.weeks]
+        weekly_in = {m: sql.durations_within(conn, weekly, scope, m) for m in ("mttr", "mtta")}
         for g in groups:
             doc["by"][g] = block(g_mttr, g_mtta, g)
             if by is not Dimension.WEEK:
-                doc["by"][g]["weeks"] = _group_weeks(conn, s, p, by, g)
+                doc["by"][g]["weeks"] = {
+                    w.label: {m: weekly_in[m].get((g, w.label), core.EMPTY).as_json() for m in ("mttr", "mtta")}
+                    for w in weekly.weeks}
     return doc
-
-
-def _group_weeks(conn: Connection, s: Settings, p: Period, by: Dimension, group: str) -> dict[str, Any]:
-    """One group's weekly MTTR/MTTA (a query per group: groups are few, services or owners or priorities)."""
-    weekly = _scope(p, Dimension.WEEK, s)
-    w_mttr = sql.durations(conn, weekly, "mttr", only=(by, group))
-    w_mtta = sql.durations(conn, weekly, "mtta", only=(by, group))
-    return {w.label: {"mttr": w_mttr.get(w.label, core.EMPTY).as_json(),
-                      "mtta": w_mtta.get(w.label, core.EMPTY).as_json()} for w in weekly.weeks}
 
 
 def recurring(conn: Connection, p: Period, limit: int = core.RECURRING_TOP) -> dict[str, Any]:

@@ -206,30 +206,33 @@ def counts(conn: Connection, scope: Scope, sla: Mapping[str, tuple[float | None,
     return out
 
 
-def durations(conn: Connection, scope: Scope, metric: str,
-              only: tuple[Dimension, str] | None = None) -> dict[str, Stat]:
+def durations(conn: Connection, scope: Scope, metric: str) -> dict[str, Stat]:
     """MTTA (`acknowledged_at - opened_at`) or MTTR (`restored_at - detected_at`): mean, median, nearest-rank p90
-    and n per group, ranked in SQL; `only` keeps the incidents of one group of another dimension."""
+    and n per group, ranked in SQL."""
+    return {g: stat for (_, g), stat in durations_within(conn, scope, None, metric).items()}
+
+
+def durations_within(conn: Connection, scope: Scope, outer: Scope | None, metric: str) -> dict[tuple[str, str], Stat]:
+    """The same per (group of `outer`, group of `scope`): e.g. per service and week, in one ranked pass."""
     i = incidents.c
     start, end = (i.opened_at, i.acknowledged_at) if metric == "mtta" else (i.detected_at, i.restored_at)
     grp = group_of(scope).label("grp")
+    top = (group_of(outer) if outer is not None else literal("")).label("top")
     d = (epoch(end) - epoch(start)).label("d")
-    where = [_in_period(scope.period), end.is_not(None)]
-    if only is not None:
-        where.append(group_of(Scope(scope.period, only[0], ())) == only[1])
-    base = select(grp, d).where(*where).subquery("base")
+    base = select(top, grp, d).where(_in_period(scope.period), end.is_not(None)).subquery("base")
+    b = base.c
     ranked = select(
-        base.c.grp, base.c.d,
-        func.row_number().over(partition_by=base.c.grp, order_by=base.c.d).label("rn"),
-        func.count().over(partition_by=base.c.grp).label("n"),
+        b.top, b.grp, b.d,
+        func.row_number().over(partition_by=(b.top, b.grp), order_by=b.d).label("rn"),
+        func.count().over(partition_by=(b.top, b.grp)).label("n"),
     ).subquery("ranked")
     r = ranked.c
     middle = or_(r.rn == (r.n + 1) // 2, r.rn == (r.n + 2) // 2)  # integer division on both engines
     q = select(
-        r.grp, func.max(r.n), func.avg(r.d), func.avg(case((middle, r.d))),
+        r.top, r.grp, func.max(r.n), func.avg(r.d), func.avg(case((middle, r.d))),
         func.max(case((r.rn == (r.n * 9 + 9) // 10, r.d))),  # nearest rank: ceil(0.9 n)
-    ).group_by(r.grp)
-    return {g: Stat(mean, median, p90, int(n)) for g, n, mean, median, p90 in conn.execute(q).all()}
+    ).group_by(r.top, r.grp)
+    return {(t, g): Stat(mean, median, p90, int(n)) for t, g, n, mean, median, p90 in conn.execute(q).all()}
 
 
 def mtbf_rows(conn: Connection, scope: Scope) -> list[tuple[str, str, float, int, float]]:
