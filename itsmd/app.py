@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import ssl
 from collections.abc import Callable, Mapping
@@ -17,15 +18,20 @@ from aiohttp import web
 from sqlalchemy import Connection
 
 from itsmd import incident_actions, paging, report
+from itsmd.actions.exec import Executor
+from itsmd.actions.http import HttpCaller
 from itsmd.clock import Clock, SystemClock
 from itsmd.config import Config
 from itsmd.config.routing import load_routing
 from itsmd.errors import ConfigError, StartupError, StorageError
 from itsmd.metrics import Metrics
 from itsmd.notify.outbox import Outbox, Retry
+from itsmd.pipeline.remediate import Switches
 from itsmd.pipeline.worker import PipelineWorker
 from itsmd.reconciliation import Reconciler
 from itsmd.reload import restart_needed
+from itsmd.runner.kinds import Actions
+from itsmd.runner.runner import Runner, RunnerTimers
 from itsmd.scheduler import Scheduler
 from itsmd.storage import events, inbox, retention, silences
 from itsmd.storage.database import DaemonLock, migrate, open_database, sqlite_file
@@ -53,6 +59,14 @@ class Timers:
     shutdown_grace: float = 3.0  # in-flight requests need milliseconds; an idle keep-alive must not hold the exit
     pages: Retry = field(default_factory=Retry)  # the outbox sender: backoff, attempts, delivery timeout, poll
     page_summary_delay: float = 60.0  # the hourly summary page waits this long to count the rest of a storm
+    run_lease: float = 30.0  # playbook runs: a claim's lease (another replica takes an orphan after it)
+    run_renew: float = 10.0
+    run_poll: float = 5.0  # claims without a wake-up (expired leases, runs created by other replicas)
+    wait_poll: float = 0.5  # wait_resolved steps look at their incident this often
+
+
+def switches(config: Config) -> Switches:
+    return Switches(enabled=config.automation.enabled, dry_run=config.automation.dry_run)
 
 
 def authenticator(config: Config) -> Authenticator:
@@ -67,8 +81,10 @@ class Daemon:
         clock: Clock | None = None,
         timers: Timers | None = None,
         loader: Callable[[], Config] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
+        self.env = dict(os.environ if env is None else env)  # what exec steps may inherit (an allowlist of it)
         self.clock = clock or SystemClock()
         self.timers = timers or Timers()
         self._loader = loader
@@ -85,9 +101,17 @@ class Daemon:
         self.store.writer.on_batch = self.metrics.observe_batch
         self.pipeline = PipelineWorker(
             self.store, self.clock, self.metrics,
-            batch=config.ingest.pipeline_batch, idle_poll=self.timers.pipeline_poll,
+            batch=config.ingest.pipeline_batch, batch_bytes=config.ingest.pipeline_batch_bytes,
+            idle_poll=self.timers.pipeline_poll,
             routing=load_routing(config), close_after=config.incidents.close_after,
         )
+        self.pipeline.switches = switches(config)
+        self.runner = Runner(
+            self.store, self.clock, self.metrics, lambda: self.pipeline.routing.playbooks,
+            lambda: self.config.automation.max_concurrent_runs,
+            RunnerTimers(self.timers.run_lease, self.timers.run_renew, self.timers.run_poll, self.timers.wait_poll),
+        )
+        self.pipeline.runs_created = self.runner.wake
         self.scheduler = Scheduler()
         self.reconciler = Reconciler(self.store, self.clock, self.metrics, lambda: self.config,
                                      wake_pipeline=self.pipeline.wake, poll=self.timers.pipeline_poll)
@@ -108,6 +132,10 @@ class Daemon:
             reload=self.reload if loader else None,
             release_muted=self.pipeline.release,
             reconcile=self.reconciler.request,
+            routing=lambda: self.pipeline.routing,
+            switches=lambda: self.pipeline.switches,
+            wake_runner=self.runner.wake,
+            cancel_run=self.runner.cancel,
             report_settings=self.report_settings,
         )
         self.app = build_app(self.web, max_body_bytes=config.limits.max_body_bytes)
@@ -145,6 +173,9 @@ class Daemon:
         self.reconciler.start(self.http, inbox_up_to)
         self.outbox.start(self.http)  # pages left pending by a crash are sent first
         self.scheduler.every(self.timers.deadline_tick, "paging", self.page)
+        self.runner.actions = Actions(Executor(self.env), HttpCaller(self.http, self.env))
+        # On SQLite the daemon lock proves no other runner alive: runs a crash left `running` are recovered now.
+        await self.runner.start(orphans_now=self.lock is not None or self.db.in_memory)
         self.scheduler.every(self.timers.expiry_tick, "expire-pushed-alerts", self.pipeline.expire_due)
         self.scheduler.every(self.timers.retention_tick, "retention", self.prune)
         self.scheduler.every(self.timers.deadline_tick, "incident-deadlines", self.run_deadlines)
@@ -217,6 +248,7 @@ class Daemon:
             return [f"{new.path or '(defaults)'}: silences: cannot store them: {e}"]
         self.config = new
         self.pipeline.routing = routing
+        self.pipeline.switches = switches(new)
         self.pipeline.close_after = new.incidents.close_after
         self.web.authenticator = authenticator(new)
         self.web.max_alerts_per_request = new.limits.max_alerts_per_request
@@ -290,6 +322,7 @@ class Daemon:
             await self._runner.cleanup()
             self._runner = None
         self.scheduler.stop()
+        await self.runner.stop()
         await self.reconciler.stop()
         await self.outbox.stop()
         if self.http is not None:
@@ -307,7 +340,7 @@ class Daemon:
 
 async def serve(config: Config, loader: Callable[[], Config], env: Mapping[str, str]) -> None:
     """Run until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
-    daemon = Daemon(config, loader=loader)
+    daemon = Daemon(config, loader=loader, env=env)
     systemd = SystemdNotifier(env)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

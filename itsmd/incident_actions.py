@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 
 from itsmd.core.incident import Action, Resolution, State, display_id, parse_id, refusal
 from itsmd.errors import BadRequest, Conflict, NotFound
+from itsmd.pipeline import remediate
 from itsmd.storage import events, incidents
 from itsmd.storage.events import Event
 
@@ -114,10 +115,12 @@ def deadlines(conn: Connection, now: datetime, close_after: float, limit: int = 
     done: list[Event] = []
     for row in incidents.due(conn, "resolve_at", now, limit):
         if row["state"] in (State.OPEN, State.ACKNOWLEDGED):
+            resolution, cancelled = remediate.on_resolved(conn, row, now)
             incidents.change(conn, row["id"], {
-                "state": State.RESOLVED, "resolved_at": now, "resolution": Resolution.SELF_HEALED,
+                "state": State.RESOLVED, "resolved_at": now, "resolution": resolution,
                 "resolve_at": None, "close_at": now + timedelta(seconds=close_after), "updated_at": now})
-            done.append(Event(now, "incident", row["id"], "system", "resolved", "quiet period passed (self_healed)"))
+            done.append(Event(now, "incident", row["id"], "system", "resolved", f"quiet period passed ({resolution})"))
+            done += cancelled
         else:
             incidents.change(conn, row["id"], {"resolve_at": None})
     for row in incidents.due(conn, "close_at", now, limit):

@@ -104,6 +104,19 @@ class Metrics:
         self.config_time = Gauge(
             "itsmd_config_last_reload_success_timestamp_seconds", "When the configuration last loaded.", registry=r
         )
+        # Playbook runs (issue 6): labels are playbook names and fixed reasons/states, never alert values.
+        self.run_decisions = Counter(
+            "itsmd_run_decisions_total", "Runs triggered, by playbook and decision (a state or a skip reason).",
+            ["playbook", "decision"], registry=r,
+        )
+        self.runs_finished = Counter(
+            "itsmd_runs_finished_total", "Runs that ended, by playbook and final state.", ["playbook", "state"],
+            registry=r,
+        )
+        self.runs_executing = Gauge("itsmd_runs_executing", "Runs executing in this process now.", registry=r)
+        self.automation_enabled = Gauge(
+            "itsmd_automation_enabled", "1 when the persisted run-time automation switch is on.", registry=r
+        )
 
     def config_loaded(self, ok: bool, at: float | None) -> None:
         self.config_ok.set(1 if ok else 0)

@@ -62,7 +62,7 @@ def _figures(conn: Connection, scope: Scope, s: Settings, now: datetime) -> dict
     out: dict[str, dict[str, Any]] = {}
     for g in sorted(groups):
         c, a = counts.get(g, Counts()), alerts.get(g, AlertCounts())
-        ok, started = (runs or {}).get(g, (0, 0))
+        ok, started = runs.get(g, (0, 0))
         breaches = c.sla or {}
         out[g] = {
             "incidents": c.incidents, "alerts": a.deliveries, "episodes": a.episodes,

@@ -12,7 +12,7 @@ from itsmd import report
 from itsmd.core import report as core
 from itsmd.core.report import Dimension, Period, Settings, Targets
 from itsmd.storage.database import Database
-from itsmd.storage.tables import alerts, incidents, problems
+from itsmd.storage.tables import alerts, incidents, problems, runs
 
 UTC0 = datetime(2026, 11, 16, tzinfo=UTC)  # Monday 01:00 in Berlin (UTC+1)
 PERIOD = Period(UTC0, datetime(2026, 11, 30, tzinfo=UTC))  # 14 days = 1,209,600 s
@@ -52,6 +52,14 @@ def alert(conn: Connection, fp: str, name: str, starts: datetime, occurrences: i
         incident_id=incident_id))
 
 
+def run(conn: Connection, incident_id: int, state: str, started: bool = True, dry_run: bool = False) -> None:
+    at = t(20, 10)
+    conn.execute(runs.insert().values(
+        playbook="fix", incident_id=incident_id, state=state, dry_run=dry_run, trigger="opened", cycle=0,
+        requested_by="system", context={}, idempotency_key=f"{incident_id}-{state}-{dry_run}", created_at=at,
+        started_at=at if started else None, updated_at=at))
+
+
 def fixture(conn: Connection) -> None:
     conn.execute(problems.insert().values(
         id=1, rule="r1", signature=SIG, signature_hash="h1", title="web down", state="known_error",
@@ -74,6 +82,12 @@ def fixture(conn: Connection) -> None:
     # Merged away (closed, never resolved) and outside the period: neither counts.
     incident(conn, detected=t(21, 9), state="closed", signature_hash="h1", problem_id=1)
     incident(conn, detected=t(10, 9), restored=10, resolved=10, resolution="manual", signature_hash="h1")
+    # Runs: B's succeeded, A's failed; D's still running, E's dry run and C's skipped one do not count.
+    run(conn, b, "succeeded")
+    run(conn, a, "failed")
+    run(conn, d, "running")
+    run(conn, e, "succeeded", dry_run=True)
+    run(conn, c, "skipped", started=False)
     alert(conn, "a1", "HighLatency", t(20, 10), 5, a)
     alert(conn, "a2", "HighLatency", t(22, 22, 59, 59), 3, b)
     alert(conn, "a3", "Disk", t(21, 0), 2, None)
@@ -108,7 +122,7 @@ def test_summary_matches_the_hand_computed_figures(conn: Connection) -> None:
     assert doc["mtbf"] == stat(517024.875, 517024.875, 734400.0, 2)
     assert doc["self_healed_rate"] == 0.25  # E of A, B, C, E
     assert doc["auto_remediation_rate"] == 0.5  # B of A, B (rule r1 has a playbook)
-    assert doc["playbook_success_rate"] is None
+    assert doc["playbook_success_rate"] == 0.5
     assert doc["alerts"] == 15 and doc["episodes"] == 7
     assert doc["dedup_ratio"] == pytest.approx(1 - 7 / 15)
     assert doc["noise_reduction"] == pytest.approx(1 - 5 / 7)
@@ -129,6 +143,7 @@ def test_weeks_follow_the_report_time_zone(conn: Connection) -> None:
     # Week 47 ends Sunday 23:00 UTC: 601200 s; B is cut to its one second inside the week.
     assert w47["mtbf"] == stat(299699.5, 299699.5, 299699.5, 1)
     assert (w47["alerts"], w47["episodes"]) == (10, 3)
+    assert (w47["playbook_success_rate"], w48["playbook_success_rate"]) == (0.5, None)
     assert w49 == {**w49, "incidents": 0, "mttr": stat(None, None, None, 0), "self_healed_rate": None,
                    "dedup_ratio": None}
 

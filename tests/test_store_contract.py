@@ -1,14 +1,17 @@
 """The store contract, run on SQLite and on a real PostgreSQL: same behaviour on both engines."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from itsmd.core.alert import Status
 from itsmd.core.episode import Episode
 from itsmd.errors import StorageError
-from itsmd.storage import alerts, inbox, quarantine
+from itsmd.storage import alerts, inbox, quarantine, tables
+from itsmd.storage.database import migrate, open_database
 from itsmd.storage.store import SqlStore
 
 T0 = datetime(2026, 11, 25, 21, 0, 0, 123456, tzinfo=UTC)
@@ -199,3 +202,37 @@ async def test_retention_prunes_only_old_resolved_episodes_in_batches(store: Sql
     await store.write(quarantine.add(old_end, "webhook", [("r", {})]))
     await store.write(quarantine.add(T0, "webhook", [("r", {})]))
     assert await store.write(lambda c: retention.prune_quarantine(c, cutoff, 10)) == 1
+
+
+def test_sqlite_fast_update_stores_what_sqlalchemy_stores(tmp_path: Path) -> None:
+    """alerts.save binds the hot update itself on SQLite: the stored text must be what the column types store."""
+    db = open_database(f"sqlite:///{tmp_path / 'itsmd.db'}")
+    migrate(db)
+    berlin = timezone(timedelta(hours=1))
+    changed = {"annotations": {"z": HOSTILE, "a": "1"}, "generator_url": "http://y/\x00",
+               "last_seen_at": datetime(2026, 11, 26, 1, 2, 3, 4, tzinfo=berlin), "occurrences": 7,
+               "expires_at": datetime(2026, 11, 26, 5, 0, tzinfo=UTC)}
+    columns = ", ".join(changed)
+    with db.engine.begin() as c:
+        (fast_id, slow_id) = alerts.save(c, [episode("fast"), episode("slow")])
+        alerts.save(c, [episode("fast", id_=fast_id, **changed)])  # the driver-level update
+        c.execute(update(tables.alerts).where(tables.alerts.c.id == slow_id).values(changed))  # SQLAlchemy's
+        fast = c.exec_driver_sql(f"SELECT {columns} FROM alerts WHERE id = ?", (fast_id,)).one()
+        slow = c.exec_driver_sql(f"SELECT {columns} FROM alerts WHERE id = ?", (slow_id,)).one()
+    db.engine.dispose()
+    assert fast == slow
+
+
+async def test_next_batch_is_bounded_by_count_and_bytes(store: SqlStore) -> None:
+    for size in (10, 10, 50, 10, 10):
+        await store.write(inbox.add(T0, "webhook", b"x" * size))
+
+    async def batch(limit: int, max_bytes: int) -> tuple[list[int], bool]:
+        rows, more = await store.read(lambda c: inbox.next_batch(c, limit, max_bytes))
+        return [len(r.payload) for r in rows], more
+
+    assert await batch(10, 1000) == ([10, 10, 50, 10, 10], False)
+    assert await batch(2, 1000) == ([10, 10], True)
+    assert await batch(10, 25) == ([10, 10], True)  # the 50-byte one would pass the bound
+    assert await batch(10, 5) == ([10], True)  # the first is always taken, whatever its size
+    assert await batch(5, 1000) == ([10, 10, 50, 10, 10], False)

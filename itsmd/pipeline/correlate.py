@@ -18,7 +18,6 @@ from itsmd.core.alert import Status
 from itsmd.core.episode import Episode
 from itsmd.core.incident import (
     Placement,
-    Resolution,
     State,
     Symptom,
     common_labels,
@@ -30,6 +29,7 @@ from itsmd.core.incident import (
 from itsmd.core.priority import parse_level, priority
 from itsmd.core.rule import DEFAULT_IMPACT, DEFAULT_TITLE, DEFAULT_URGENCY, Rule, RuleSet
 from itsmd.core.service import Catalogue, Service, service_context
+from itsmd.pipeline import remediate
 from itsmd.storage import events, incidents
 from itsmd.storage.events import Event
 from itsmd.storage.incidents import key_hash
@@ -43,6 +43,7 @@ class Correlation:
     touched: set[int] = field(default_factory=set)  # incidents whose alerts changed
     joined: dict[int, list[Mapping[str, str]]] = field(default_factory=dict)  # labels of cause alerts that joined
     opened: list[dict[str, Any]] = field(default_factory=list)  # incidents opened, in order (for the problem stage)
+    reopened: list[int] = field(default_factory=list)  # incidents reopened, in order (for the remediate stage)
     events: list[Event] = field(default_factory=list)
     unmapped: Counter[str] = field(default_factory=Counter)  # new alerts of no service, by rule ("": unrouted)
 
@@ -211,6 +212,7 @@ class _Placer:
                 "page_at": now,  # paging decides about the new cycle at its next tick
             })
             self._open[pair] = {**latest, "state": State.OPEN}
+            out.reopened.append(latest["id"])
             out.events.append(Event(now, "incident", latest["id"], SYSTEM, "reopened",
                                     f"an alert fired within reopen_within of the resolution ({rule.name})"))
         elif decision == Placement.OPEN:
@@ -307,8 +309,9 @@ def settle(conn: Connection, routing: Routing, ids: Iterable[int], close_after: 
             values["restored_at"] = p.restored_at or row["restored_at"]
             values["resolve_at"] = (row["resolve_at"] or p.resolve_at) if p.resolve_at else None
             if p.resolve:
-                values.update(state=State.RESOLVED, resolved_at=now, resolution=Resolution.SELF_HEALED,
+                resolution, cancelled = remediate.on_resolved(conn, row, now)
+                values.update(state=State.RESOLVED, resolved_at=now, resolution=resolution,
                               resolve_at=None, close_at=now + timedelta(seconds=close_after))
-                out.events.append(Event(now, "incident", incident_id, SYSTEM, "resolved",
-                                        f"{p.reason} ({Resolution.SELF_HEALED})"))
+                out.events.append(Event(now, "incident", incident_id, SYSTEM, "resolved", f"{p.reason} ({resolution})"))
+                out.events += cancelled
         incidents.change(conn, incident_id, values)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -17,12 +18,14 @@ from itsmd.core.alert import Status
 from itsmd.core.episode import History, Outcome, expire
 from itsmd.errors import StorageError
 from itsmd.metrics import Metrics
+from itsmd.pipeline import remediate
 from itsmd.pipeline.correlate import place_new, route, settle
 from itsmd.pipeline.dedup import dedup, fingerprint_of
 from itsmd.pipeline.delivery import Delivery
 from itsmd.pipeline.firing import FiringEpisodes
 from itsmd.pipeline.mute import Released, mute, release
 from itsmd.pipeline.problem import recur_opened
+from itsmd.pipeline.remediate import Switches
 from itsmd.storage import alerts, events, inbox, quarantine
 from itsmd.storage.events import Event
 from itsmd.storage.store import SqlStore
@@ -34,12 +37,14 @@ log = logging.getLogger("itsmd.pipeline")
 class Step:
     deliveries: int
     alerts: int
+    more: bool = False  # deliveries are waiting after this batch
+    runs: int = 0  # runs created to execute
 
 
 class PipelineWorker:
     def __init__(
         self, store: SqlStore, clock: Clock, metrics: Metrics, batch: int = 500, idle_poll: float = 1.0,
-        routing: Routing | None = None, close_after: float = 86400.0,
+        routing: Routing | None = None, close_after: float = 86400.0, batch_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self.routing = routing or Routing()  # rules and services, swapped whole on reload; each batch reads it once
         self.close_after = close_after
@@ -47,11 +52,16 @@ class PipelineWorker:
         self._clock = clock
         self._metrics = metrics
         self._batch = batch
+        self._batch_bytes = batch_bytes
         self._idle_poll = idle_poll
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._single = 0  # after a batch failed on its data: deliveries left to take one at a time
         self.firing = FiringEpisodes()  # changed in the writer thread only (see pipeline.firing)
+        # Remediation (issue 6): `automation:` switches, swapped on reload; `runs_created` wakes the runner once
+        # the batch that created runs committed.
+        self.switches = Switches()
+        self.runs_created: Callable[[], None] = lambda: None
 
     def wake(self) -> None:
         self._wake.set()
@@ -77,8 +87,10 @@ class PipelineWorker:
                 self.firing.clear()  # the step's entries may not have committed
                 raise
             total += step.deliveries
+            if step.runs:
+                self.runs_created()
             self._single = max(0, self._single - step.deliveries)
-            if step.deliveries < limit:
+            if not step.more:
                 return total
 
     async def _run(self) -> None:
@@ -106,7 +118,7 @@ class PipelineWorker:
     def _step(self, conn: Connection, limit: int) -> Step:
         clock, stage = time.perf_counter, self._metrics.stage_seconds
         t0 = clock()
-        rows = inbox.oldest(conn, limit)
+        rows, more = inbox.next_batch(conn, limit, self._batch_bytes)
         if not rows:
             return Step(0, 0)
         items = [
@@ -148,7 +160,9 @@ class PipelineWorker:
         found.events.clear()
         settle(conn, routing, found.touched | {ep.incident_id for ep in cleared if ep.incident_id}, self.close_after,
                now, found)
-        events.append(conn, found.events)
+        triggered = remediate.on_incidents(conn, routing, self.switches,
+                                           [i["id"] for i in found.opened], found.reopened, now)
+        events.append(conn, found.events + triggered.events)
         known.record(stored)
         t4 = clock()
         stage.labels("normalize").observe(t1 - t0)
@@ -163,7 +177,9 @@ class PipelineWorker:
             self._metrics.alerts_unmapped.labels(rule).inc(n)
         for decision, n in recurred.decisions.items():
             self._metrics.problem_decisions.labels(str(decision)).inc(n)
-        return Step(len(rows), len(items))
+        for (playbook, what), n in triggered.decisions.items():
+            self._metrics.run_decisions.labels(playbook, what).inc(n)
+        return Step(len(rows), len(items), more, triggered.created)
 
     def release(self, conn: Connection, limit: int = 1000) -> Released:
         """Inside a write: correlate the firing alerts whose silence ended (see pipeline.mute.release)."""

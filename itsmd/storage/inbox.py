@@ -30,6 +30,20 @@ def oldest(conn: Connection, limit: int) -> list[InboxRow]:
     return [InboxRow(r.id, r.received_at, r.source, bytes(r.payload)) for r in rows]
 
 
+def next_batch(conn: Connection, limit: int, max_bytes: int) -> tuple[list[InboxRow], bool]:
+    """The oldest deliveries, at most `limit` of them and `max_bytes` of payload (the first one whatever its
+    size), and whether more are waiting after them. Sizes are read first, so a storm of large deliveries never
+    loads more than one batch's payloads."""
+    sizes = conn.execute(select(inbox.c.id, func.length(inbox.c.payload)).order_by(inbox.c.id).limit(limit + 1)).all()
+    taken, total = 0, 0
+    for _, size in sizes[:limit]:
+        total += size
+        if taken and total > max_bytes:
+            break
+        taken += 1
+    return oldest(conn, taken) if taken else [], len(sizes) > taken
+
+
 def remove(conn: Connection, ids: Sequence[int]) -> None:
     if ids:
         conn.execute(delete(inbox).where(inbox.c.id.in_(ids)))

@@ -19,14 +19,11 @@ from sqlalchemy import (
     String,
     and_,
     case,
-    column,
     func,
-    inspect,
     literal,
     not_,
     or_,
     select,
-    table,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -34,7 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from itsmd.core.report import NO_GROUP, Dimension, Period, Stat, Week
-from itsmd.storage.tables import alerts, incidents, problems
+from itsmd.storage.tables import alerts, incidents, problems, runs
 
 
 class epoch(FunctionElement[float]):
@@ -281,17 +278,14 @@ def alert_counts(conn: Connection, scope: Scope) -> dict[str, AlertCounts]:
     return {r[0]: AlertCounts(int(r[1]), int(r[2])) for r in conn.execute(q).all()}
 
 
-def playbook_runs(conn: Connection, scope: Scope) -> dict[str, tuple[int, int]] | None:
-    """Per group: (runs succeeded, runs that reached running) of the period's incidents; None without a `runs`
-    table (automation runs are not in this schema yet)."""
-    if not inspect(conn).has_table("runs"):
-        return None
-    runs = table("runs", column("incident_id"), column("state"), column("started_at"))
+def playbook_runs(conn: Connection, scope: Scope) -> dict[str, tuple[int, int]]:
+    """Per group: (runs succeeded, runs that reached running and ended) of the period's incidents; dry runs and
+    runs still running are left out."""
     r = runs.c
     grp = group_of(scope).label("grp")
-    started = r.started_at.is_not(None)
-    q = select(grp, func.coalesce(func.sum(case((and_(started, r.state == "succeeded"), 1), else_=0)), 0),
-               func.coalesce(func.sum(case((started, 1), else_=0)), 0)).select_from(
+    ended = and_(r.started_at.is_not(None), r.state != "running", r.dry_run.is_(False))
+    q = select(grp, func.coalesce(func.sum(case((and_(ended, r.state == "succeeded"), 1), else_=0)), 0),
+               func.coalesce(func.sum(case((ended, 1), else_=0)), 0)).select_from(
         runs.join(incidents, incidents.c.id == r.incident_id)).where(_in_period(scope.period)).group_by(grp)
     return {g: (int(ok), int(total)) for g, ok, total in conn.execute(q).all()}
 

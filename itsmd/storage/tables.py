@@ -247,3 +247,81 @@ paging = Table(
     Index("paging_outstanding", "outstanding", postgresql_where=PAGING_OUTSTANDING,
           sqlite_where=PAGING_OUTSTANDING),
 )
+
+RUN_ACTIVE = text("state IN ('pending', 'awaiting_approval', 'running')")
+
+# Playbook runs (DESIGN §1.3 run): durable rows with a lease; `idempotency_key` makes one run per incident
+# trigger and target (manual runs carry a unique key of their own). `context` is the template data the trigger
+# saw (labels, params), so a run resumed after a crash acts on the same values.
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("playbook", String(200), nullable=False),
+    Column("incident_id", BigInteger()),
+    Column("target", JsonText()),
+    Column("state", String(20), nullable=False),
+    Column("reason", JsonText()),
+    Column("dry_run", Boolean(), nullable=False),
+    Column("trigger", String(20), nullable=False),  # opened | reopened | manual | known_error
+    Column("cycle", Integer(), nullable=False),  # the incident's reopen_count when the run was made
+    Column("requested_by", JsonText(), nullable=False),
+    Column("approved_by", JsonText()),
+    Column("context", JsonText(), nullable=False),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UtcDateTime()),
+    Column("deadline", UtcDateTime()),  # the run's `timeout` from its start: past it, the run is timed_out
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("started_at", UtcDateTime()),
+    Column("finished_at", UtcDateTime()),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("runs_incident", "incident_id", "id"),
+    Index("runs_playbook", "playbook", "target", "created_at"),
+    Index("runs_state", "state", "id"),
+    Index("runs_active", "playbook", "target", postgresql_where=RUN_ACTIVE, sqlite_where=RUN_ACTIVE),
+)
+
+# The steps of a run in order (`seq`; on_failure steps follow the main ones), created with the run.
+run_steps = Table(
+    "run_steps",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", BigInteger(), nullable=False),
+    Column("seq", Integer(), nullable=False),
+    Column("phase", String(16), nullable=False),  # main | on_failure
+    Column("name", JsonText(), nullable=False),
+    Column("kind", String(20), nullable=False),  # exec | http | wait_resolved | sleep | notify | silence
+    Column("idempotent", Boolean(), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempt", Integer(), nullable=False),
+    Column("exit_code", Integer()),
+    Column("status", Integer()),
+    Column("output", JsonText()),  # capped text
+    Column("result", JsonText()),  # parsed JSON output (steps.<name>.json), capped
+    Column("started_at", UtcDateTime()),
+    Column("finished_at", UtcDateTime()),
+    Index("run_steps_run", "run_id", "seq", unique=True),
+)
+
+# Run-time settings that survive restarts: the automation switch (`automation.enabled`, default on).
+settings = Table(
+    "settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", JsonText(), nullable=False),
+    Column("updated_by", JsonText(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# Circuit breakers, one row per playbook: `state` closed | open | half_open; `failures` are the times of the
+# failures that count (within the window), `opened_at` when it opened.
+breakers = Table(
+    "breakers",
+    metadata,
+    Column("playbook", String(200), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("failures", JsonText(), nullable=False),
+    Column("opened_at", UtcDateTime()),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)

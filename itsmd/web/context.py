@@ -11,12 +11,18 @@ from aiohttp import web
 from sqlalchemy import Connection
 
 from itsmd.clock import Clock
+from itsmd.config.routing import Routing
 from itsmd.core.auth_audit import AuthAuditBudget
 from itsmd.core.report import Settings as ReportSettings
 from itsmd.errors import BadRequest
 from itsmd.metrics import Metrics
+from itsmd.pipeline.remediate import Switches
 from itsmd.storage.store import SqlStore
 from itsmd.web.auth import Authenticator
+
+
+async def _not_here(run_id: int) -> bool:
+    return False
 
 
 @dataclass
@@ -35,6 +41,12 @@ class WebContext:
     release_muted: Callable[[Connection], object] = field(default=lambda conn: None)
     reconcile: Callable[[], None] = field(default=lambda: None)  # a webhook was truncated: ask Alertmanager
     auth_audit: AuthAuditBudget = field(default_factory=AuthAuditBudget)  # auth failures the audit log records
+    # Playbook runs (issue 6): the running rules/playbooks and `automation:` switches, the runner's wake-up and
+    # the cancel of a run it executes.
+    routing: Callable[[], Routing] = field(default=Routing)
+    switches: Callable[[], Switches] = field(default=Switches)
+    wake_runner: Callable[[], None] = field(default=lambda: None)
+    cancel_run: Callable[[int], Awaitable[bool]] = field(default=_not_here)
     report_settings: Callable[[], ReportSettings] = field(default=ReportSettings)  # reports:, reloadable
 
 

@@ -18,6 +18,7 @@ from itsmd.web.alerts import alert_json
 from itsmd.web.auth import PRINCIPAL, requires
 from itsmd.web.context import ctx, json_body, json_response
 from itsmd.web.listing import page, since, window
+from itsmd.web.runs import runs_of_incident
 from itsmd.web.timeline import event_json
 
 _TIMES = ("detected_at", "opened_at", "acknowledged_at", "restored_at", "resolved_at", "closed_at")
@@ -63,7 +64,7 @@ async def get_incident(request: web.Request) -> web.Response:
         return {**incident_json(row),
                 "alerts": [alert_json(a) for a in incidents.alerts_of(conn, number)],
                 "timeline": [event_json(e) for e in events.of(conn, "incident", number)],
-                "runs": []}
+                "runs": runs_of_incident(conn, number)}
 
     found = await ctx(request).store.read(detail)
     if found is None:

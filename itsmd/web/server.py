@@ -7,9 +7,10 @@ import time
 from aiohttp import web
 
 from itsmd.errors import Forbidden, Unauthenticated, UnsupportedMediaType
-from itsmd.web import alerts, audit, incidents, ingest, ops, problems, reports, silences
+from itsmd.web import alerts, audit, incidents, ingest, ops, problems, reports, runs, silences
 from itsmd.web.auth import PRINCIPAL, Handler, check
 from itsmd.web.context import CONTEXT, WebContext, ctx
+from itsmd.web.dashboard import pages as dashboard
 from itsmd.web.errors import error_answer
 
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -62,9 +63,16 @@ def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
     app.router.add_patch("/api/v1/problems/{id}", problems.patch_problem)
     app.router.add_put("/api/v1/problems/{id}/known-error", problems.put_known_error)
     app.router.add_get("/api/v1/audit", audit.list_audit)
+    app.router.add_get("/api/v1/runs", runs.list_runs)
+    app.router.add_post("/api/v1/runs", runs.create_run)
+    app.router.add_get("/api/v1/runs/{id}", runs.get_run)
+    app.router.add_post("/api/v1/runs/{id}/cancel", runs.cancel_run)
+    app.router.add_get("/api/v1/automation", runs.get_automation)
+    app.router.add_put("/api/v1/automation", runs.put_automation)
     app.router.add_get("/api/v1/reports/{kind}", reports.get_report)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)
     app.router.add_post("/-/reload", ops.reload)
+    dashboard.add_routes(app)  # the web dashboard: GET /, its pages and static assets
     return app

@@ -1,7 +1,7 @@
 """Paging: the durable outbox of pages, each incident's paging state and its paging deadline.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-28
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from itsmd.storage.types import JsonText, UtcDateTime
 
 revision = "0007"
-down_revision = "0005"  # the lead renumbers at merge (0006 is the runs work)
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

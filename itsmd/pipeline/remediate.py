@@ -1,0 +1,241 @@
+"""Remediate stage: an incident that opened or reopened triggers its rule's playbooks; each run is decided by the
+guards and stored (skipped ones with their reason) in the pipeline's transaction, under an idempotency key.
+
+The runner is woken after the commit (`Triggered.created`); nothing here executes anything.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from itsmd.config.routing import Routing
+from itsmd.core import binding
+from itsmd.core.alert import Status
+from itsmd.core.binding import ParamInvalid
+from itsmd.core.guard import Breaker, BreakerPhase, Decision, Facts, SkipReason, should_run
+from itsmd.core.incident import UNRESOLVED, Resolution, display_id
+from itsmd.core.playbook import ForEach, Playbook
+from itsmd.core.run import Reason, RunState, StepState, Trigger, idempotency_key
+from itsmd.core.run import display_id as run_display_id
+from itsmd.core.service import service_context
+from itsmd.core.timestamp import format_time, parse_time
+from itsmd.storage import breakers, incidents, runs, settings
+from itsmd.storage.events import Event
+from itsmd.storage.runs import NewStep
+from itsmd.storage.tables import incidents as incidents_table
+
+SYSTEM = "system"
+MAX_CONTEXT_ALERTS = 100  # alerts kept in a run's template context (`alerts`)
+
+
+@dataclass(frozen=True, slots=True)
+class Switches:
+    """What `automation:` in the config says (the run-time switch is read from the store)."""
+
+    enabled: bool = True
+    dry_run: bool = False
+
+
+@dataclass
+class Triggered:
+    created: int = 0  # runs to execute (pending): the runner is woken when non-zero
+    decisions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (playbook, state or skip reason)
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One run to decide: `incident` (a stored row), why, and by whom."""
+
+    incident: Mapping[str, Any]
+    playbook: str
+    trigger: Trigger
+    requested_by: str = SYSTEM
+    key: str | None = None  # manual runs bring their own unique key
+
+
+def on_incidents(conn: Connection, routing: Routing, switches: Switches, opened: Iterable[int],
+                 reopened: Iterable[int], now: datetime) -> Triggered:
+    """The runs of every rule playbook of the incidents that opened or reopened in this batch and are still
+    unresolved once it settled."""
+    out = Triggered()
+    for trigger, ids in ((Trigger.OPENED, opened), (Trigger.REOPENED, reopened)):
+        for number in ids:
+            row = incidents.get(conn, number)
+            if row is None or row["state"] not in UNRESOLVED:
+                continue
+            rule = routing.rules.by_name(row["rule"])
+            for name in rule.playbooks if rule is not None else ():
+                request(conn, routing, switches, Request(row, name, trigger), now, out)
+    return out
+
+
+def request(conn: Connection, routing: Routing, switches: Switches, req: Request, now: datetime,
+            out: Triggered) -> list[int]:
+    """Decide and store the run(s) of one playbook for one incident; returns the new run ids."""
+    playbook = routing.playbooks.by_name(req.playbook)
+    if playbook is None:
+        out.events.append(Event(now, "incident", req.incident["id"], SYSTEM, "run_not_started",
+                                f"playbook {req.playbook!r} is not loaded", {"playbook": req.playbook}))
+        return []
+    made = []
+    for context, default_target in _contexts(conn, routing, req.incident, playbook):
+        run_id = _decide_and_store(conn, playbook, switches, req, context, default_target, now, out)
+        if run_id is not None:
+            made.append(run_id)
+    return made
+
+
+# --- template context (adapter: what the trigger saw, stored with the run) -----------------------------------
+
+def _alert_json(a: Mapping[str, Any]) -> dict[str, Any]:
+    return {"labels": a["labels"], "annotations": a["annotations"], "status": a["status"],
+            "starts_at": format_time(a["starts_at"]), "fingerprint": a["fingerprint"]}
+
+
+def _common(maps: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    if not maps:
+        return {}
+    first = dict(maps[0])
+    return {k: v for k, v in first.items() if all(m.get(k) == v for m in maps[1:])}
+
+
+def _contexts(conn: Connection, routing: Routing, incident: Mapping[str, Any],
+              playbook: Playbook) -> list[tuple[dict[str, Any], str]]:
+    """One template context and default target per run: the incident's (for_each incident) or each firing cause
+    alert's (for_each alert)."""
+    firing = [a for a in incidents.alerts_of(conn, incident["id"])
+              if a["status"] == Status.FIRING and a["symptom"] is None]
+    service = routing.services.by_name(incident["service"]) if incident["service"] else None
+    inc = {"id": display_id(incident["id"]), "title": incident["title"], "rule": incident["rule"],
+           "state": incident["state"], "priority": incident["priority"], "service": incident["service"],
+           "owner": incident["owner"], "labels": incident["labels"]}
+    svc = dict(service_context(service))
+    if playbook.for_each == ForEach.ALERT:
+        return [(binding.context(a["labels"], annotations=a["annotations"], alerts=[_alert_json(a)], incident=inc,
+                                 service=svc), f"alert:{a['fingerprint']}") for a in firing]
+    shown = [_alert_json(a) for a in firing[:MAX_CONTEXT_ALERTS]]
+    ctx = binding.context(incident["labels"], annotations=_common([a["annotations"] for a in firing]),
+                          alerts=shown, incident=inc, service=svc)
+    ctx["alert_count"] = len(firing)
+    return [(ctx, inc["id"])]
+
+
+# --- guards and storage --------------------------------------------------------------------------------------
+
+def load_breaker(conn: Connection, playbook: str) -> Breaker:
+    row = breakers.get(conn, playbook)
+    if row is None:
+        return Breaker()
+    failures = tuple(t for t in (parse_time(x) for x in row["failures"]) if t is not None)
+    return Breaker(BreakerPhase(row["state"]), failures, row["opened_at"],
+                   probing=row["state"] == BreakerPhase.HALF_OPEN)
+
+
+def save_breaker(conn: Connection, playbook: str, b: Breaker, now: datetime) -> None:
+    breakers.save(conn, playbook, str(b.phase), [format_time(t) or "" for t in b.failures], b.opened_at, now)
+
+
+def _targets(conn: Connection, service: str | None) -> tuple[int, int]:
+    """(firing, known) targets of a service for the blast radius: its unresolved incidents, and the distinct
+    rule keys it ever had an incident for."""
+    if not service:
+        return 0, 0
+    t = incidents_table
+    known = conn.execute(select(func.count(func.distinct(t.c.key_hash))).where(t.c.service == service)).scalar_one()
+    firing = conn.execute(select(func.count()).select_from(t).where(
+        t.c.service == service, t.c.state.in_(list(UNRESOLVED)))).scalar_one()
+    return int(firing), int(known)
+
+
+def facts(conn: Connection, playbook: Playbook, incident: Mapping[str, Any], target: str, switches: Switches,
+          param_problem: str | None, manual: bool, now: datetime) -> Facts:
+    since = now - timedelta(seconds=playbook.rate_limit.per)
+    firing, known = _targets(conn, incident["service"]) if playbook.blast_radius is not None else (0, 0)
+    return Facts(
+        enabled_in_config=switches.enabled, enabled_at_runtime=settings.automation_enabled(conn),
+        dry_run=switches.dry_run, param_problem=param_problem, flapping=bool(incident["flapping"]),
+        firing_targets=firing, known_targets=known, breaker=load_breaker(conn, playbook.name),
+        last_finished_at=runs.last_finished(conn, playbook.name, target),
+        recent_runs=len(runs.started_since(conn, playbook.name, target, since)),
+        active_runs=runs.active_count(conn, playbook.name, target), manual=manual,
+    )
+
+
+def _steps(playbook: Playbook) -> list[NewStep]:
+    return ([NewStep(s.name, str(s.kind), s.idempotent, "main") for s in playbook.steps]
+            + [NewStep(s.name, str(s.kind), s.idempotent, "on_failure") for s in playbook.on_failure])
+
+
+def _decide_and_store(conn: Connection, playbook: Playbook, switches: Switches, req: Request,
+                      context: dict[str, Any], default_target: str, now: datetime, out: Triggered) -> int | None:
+    incident = req.incident
+    bound = binding.bind(playbook, context, default_target)
+    if isinstance(bound, ParamInvalid):
+        params, target, problem = {}, default_target, bound.detail
+    else:
+        params, target, problem = dict(bound.params), bound.target, None
+    key = req.key or idempotency_key(incident["id"], incident["reopen_count"], playbook.name, target)
+    if runs.exists(conn, key):
+        return None  # this trigger was seen before: its run exists
+    manual = req.trigger == Trigger.MANUAL
+    decision: Decision = should_run(playbook, facts(conn, playbook, incident, target, switches, problem, manual,
+                                                    now), now)
+    if decision.run:
+        state = RunState.AWAITING_APPROVAL if playbook.approval.required else RunState.PENDING
+        reason = None
+        if decision.breaker is not None:
+            save_breaker(conn, playbook.name, decision.breaker, now)
+    else:
+        state, reason = RunState.SKIPPED, decision.reason
+    context = {**context, "params": params}
+    values = {
+        "playbook": playbook.name, "incident_id": incident["id"], "target": target, "state": state,
+        "reason": str(reason) if reason else None, "dry_run": reason == SkipReason.DRY_RUN,
+        "trigger": str(req.trigger), "cycle": incident["reopen_count"], "requested_by": req.requested_by,
+        "approved_by": None, "context": context,
+        "idempotency_key": key, "created_at": now, "updated_at": now,
+        "finished_at": now if state == RunState.SKIPPED else None,
+    }
+    step_state = StepState.SKIPPED if state == RunState.SKIPPED else StepState.PENDING
+    run_id = runs.create(conn, values, _steps(playbook), step_state)
+    data = {"run_id": run_display_id(run_id), "playbook": playbook.name, "target": target}
+    if state == RunState.SKIPPED:
+        text = f"run of {playbook.name} skipped: {reason} ({decision.detail})"
+        out.events.append(Event(now, "incident", incident["id"], req.requested_by, "run_skipped", text,
+                                {**data, "reason": str(reason)}))
+    else:
+        out.events.append(Event(now, "incident", incident["id"], req.requested_by, f"run_{state}",
+                                f"run of {playbook.name} ({req.trigger})", data))
+        if state == RunState.PENDING:
+            out.created += 1
+    out.decisions[(playbook.name, str(reason) if reason else str(state))] += 1
+    return run_id
+
+
+def on_resolved(conn: Connection, incident: Mapping[str, Any], now: datetime) -> tuple[Resolution, list[Event]]:
+    """The resolution of an incident whose alerts cleared (DESIGN §1.6 item 7): `auto_remediated` when a
+    remediation step of a run of this opening succeeded; else `self_healed`, and its pending and awaiting runs
+    are cancelled (reason `resolved`)."""
+    if runs.remediated(conn, incident["id"], incident["reopen_count"]):
+        return Resolution.AUTO_REMEDIATED, []
+    return Resolution.SELF_HEALED, cancel_waiting(conn, incident["id"], SYSTEM, Reason.RESOLVED,
+                                                  "the incident resolved before the run acted", now)
+
+
+def cancel_waiting(conn: Connection, incident_id: int, actor: str, reason: Reason, why: str,
+                   now: datetime) -> list[Event]:
+    out = []
+    for row in runs.waiting_of(conn, incident_id):
+        runs.change(conn, row["id"], {"state": RunState.CANCELLED, "reason": str(reason), "finished_at": now,
+                                      "updated_at": now})
+        runs.finish_steps(conn, row["id"], StepState.CANCELLED, now)
+        out.append(Event(now, "incident", incident_id, actor, "run_cancelled", f"run of {row['playbook']}: {why}",
+                         {"run_id": run_display_id(row["id"]), "playbook": row["playbook"], "reason": str(reason)}))
+    return out

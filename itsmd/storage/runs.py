@@ -1,0 +1,182 @@
+"""Playbook runs in the database: creation under an idempotency key, leases, step progress, listings, and the
+counts the guards read."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+
+from itsmd.core.run import ACTIVE, REMEDIATION_KINDS, WAITING, RunState, StepState
+from itsmd.storage.tables import run_steps, runs
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NewStep:
+    name: str
+    kind: str
+    idempotent: bool
+    phase: str
+
+
+def exists(conn: Connection, key: str) -> bool:
+    return conn.execute(select(runs.c.id).where(runs.c.idempotency_key == key)).first() is not None
+
+
+def create(conn: Connection, values: Row, steps: Sequence[NewStep], step_state: StepState) -> int:
+    """Insert a run and its steps (all `step_state`); the caller checked `exists` in this transaction (the
+    one writer), the UNIQUE key stops a second replica."""
+    run_id = int(conn.execute(insert(runs).values(values).returning(runs.c.id)).scalar_one())
+    if steps:
+        conn.execute(insert(run_steps), [
+            {"run_id": run_id, "seq": i, "phase": s.phase, "name": s.name, "kind": s.kind,
+             "idempotent": s.idempotent, "state": step_state, "attempt": 0}
+            for i, s in enumerate(steps)
+        ])
+    return run_id
+
+
+def get(conn: Connection, run_id: int) -> Row | None:
+    r = conn.execute(select(runs).where(runs.c.id == run_id)).first()
+    return dict(r._mapping) if r else None
+
+
+def steps_of(conn: Connection, run_ids: Collection[int]) -> dict[int, list[Row]]:
+    out: dict[int, list[Row]] = {i: [] for i in run_ids}
+    if run_ids:
+        q = select(run_steps).where(run_steps.c.run_id.in_(list(run_ids))).order_by(run_steps.c.run_id,
+                                                                                     run_steps.c.seq)
+        for r in conn.execute(q):
+            out[r.run_id].append(dict(r._mapping))
+    return out
+
+
+def change(conn: Connection, run_id: int, values: Row) -> None:
+    conn.execute(update(runs).where(runs.c.id == run_id).values(values))
+
+
+def change_step(conn: Connection, run_id: int, seq: int, values: Row) -> None:
+    conn.execute(update(run_steps).where(run_steps.c.run_id == run_id, run_steps.c.seq == seq).values(values))
+
+
+def finish_steps(conn: Connection, run_id: int, state: StepState, now: datetime) -> None:
+    """Every step not finished yet ends `state` (a run that ends early: cancelled, timed out)."""
+    conn.execute(update(run_steps).where(
+        run_steps.c.run_id == run_id, run_steps.c.state.in_([StepState.PENDING, StepState.RUNNING]),
+    ).values(state=state, finished_at=now))
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    incident_id: int | None = None
+    playbook: str | None = None
+    state: str | None = None
+
+
+def page(conn: Connection, f: RunFilter, limit: int, before_id: int | None) -> list[Row]:
+    q = select(runs).order_by(runs.c.id.desc()).limit(limit)
+    if before_id is not None:
+        q = q.where(runs.c.id < before_id)
+    if f.incident_id is not None:
+        q = q.where(runs.c.incident_id == f.incident_id)
+    if f.playbook is not None:
+        q = q.where(runs.c.playbook == f.playbook)
+    if f.state is not None:
+        q = q.where(runs.c.state == f.state)
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def of_incident(conn: Connection, incident_id: int, limit: int = 1000) -> list[Row]:
+    q = select(runs).where(runs.c.incident_id == incident_id).order_by(runs.c.id).limit(limit)
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+# --- the runner ---------------------------------------------------------------------------------------------
+
+def claim(conn: Connection, owner: str, now: datetime, lease_until: datetime, limit: int,
+          orphans_of: Collection[str] = ()) -> list[Row]:
+    """Take up to `limit` runs to execute, oldest first: pending ones, and running ones whose lease expired (or
+    whose owner is named in `orphans_of`: known dead). Rows are returned as they were before the claim.
+    On PostgreSQL the rows are locked with SKIP LOCKED, so replicas never take the same run."""
+    if limit <= 0:
+        return []
+    orphaned = and_(runs.c.state == RunState.RUNNING,
+                    or_(runs.c.lease_until < now, runs.c.lease_owner.in_(list(orphans_of))))
+    q = select(runs).where(or_(runs.c.state == RunState.PENDING, orphaned)).order_by(runs.c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    rows = [dict(r._mapping) for r in conn.execute(q)]
+    if rows:
+        conn.execute(update(runs).where(runs.c.id.in_([r["id"] for r in rows])).values(
+            state=RunState.RUNNING, lease_owner=owner, lease_until=lease_until, updated_at=now))
+    return rows
+
+
+def renew(conn: Connection, owner: str, run_ids: Collection[int], lease_until: datetime) -> None:
+    if run_ids:
+        conn.execute(update(runs).where(runs.c.id.in_(list(run_ids)), runs.c.lease_owner == owner,
+                                        runs.c.state == RunState.RUNNING).values(lease_until=lease_until))
+
+
+def state_of(conn: Connection, run_id: int) -> str | None:
+    return conn.execute(select(runs.c.state).where(runs.c.id == run_id)).scalar()
+
+
+def waiting_of(conn: Connection, incident_id: int) -> list[Row]:
+    q = select(runs).where(runs.c.incident_id == incident_id, runs.c.state.in_(list(WAITING)))
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def remediated(conn: Connection, incident_id: int, cycle: int) -> bool:
+    """A remediation step (exec, http) of a run of this incident since it last (re)opened (`cycle`: its
+    reopen_count) succeeded."""
+    q = (select(run_steps.c.id).join(runs, runs.c.id == run_steps.c.run_id)
+         .where(runs.c.incident_id == incident_id, runs.c.cycle == cycle, runs.c.dry_run.is_(False),
+                run_steps.c.kind.in_(sorted(REMEDIATION_KINDS)), run_steps.c.state == StepState.SUCCEEDED)
+         .limit(1))
+    return conn.execute(q).first() is not None
+
+
+# --- what the guards count ----------------------------------------------------------------------------------
+
+def active_count(conn: Connection, playbook: str, target: str) -> int:
+    q = select(func.count()).select_from(runs).where(
+        runs.c.playbook == playbook, runs.c.target == target, runs.c.state.in_(list(ACTIVE)))
+    return int(conn.execute(q).scalar_one())
+
+
+def started_since(conn: Connection, playbook: str, target: str, since: datetime) -> list[datetime]:
+    """Creation times of the runs of this playbook and target since `since` that were not stopped by a guard
+    (what rate limits and cooldowns count), newest first."""
+    q = (select(runs.c.created_at).where(
+        runs.c.playbook == playbook, runs.c.target == target, runs.c.created_at >= since,
+        runs.c.state.not_in([RunState.SKIPPED]))
+        .order_by(runs.c.created_at.desc()))
+    return [r[0] for r in conn.execute(q)]
+
+
+def last_finished(conn: Connection, playbook: str, target: str) -> datetime | None:
+    """When the last executed (not skipped, not cancelled before it ran) run of this playbook and target ended."""
+    q = select(func.max(runs.c.finished_at)).where(
+        runs.c.playbook == playbook, runs.c.target == target, runs.c.started_at.is_not(None))
+    value: datetime | None = conn.execute(q).scalar()
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def change_step_if(conn: Connection, run_id: int, seq: int, state: str, values: Row) -> None:
+    """Change a step only while it is in `state`."""
+    conn.execute(update(run_steps).where(run_steps.c.run_id == run_id, run_steps.c.seq == seq,
+                                         run_steps.c.state == state).values(values))
+
+
+def expire_leases(conn: Connection, now: datetime) -> int:
+    """Make every `running` run claimable now (at start on SQLite: the daemon lock proves their runner dead)."""
+    done = conn.execute(update(runs).where(runs.c.state == RunState.RUNNING).values(lease_until=now))
+    return int(done.rowcount or 0)

@@ -1,0 +1,1 @@
+"""The web dashboard (`GET /`, viewer): server-rendered pages over the same storage reads as the JSON API."""
