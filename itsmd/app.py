@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import Connection
 
-from itsmd import incident_actions, paging
+from itsmd import incident_actions, paging, report
 from itsmd.actions.exec import Executor
 from itsmd.actions.http import HttpCaller
 from itsmd.clock import Clock, SystemClock
@@ -42,6 +42,8 @@ from itsmd.web.auth import Authenticator, Credential
 from itsmd.web.connection import ConnectionLimits, GuardedSite
 from itsmd.web.context import WebContext
 from itsmd.web.server import build_app
+from itsmd.weekly_report import Outcome as WeeklyOutcome
+from itsmd.weekly_report import WeeklyReport
 
 log = logging.getLogger("itsmd")
 
@@ -116,6 +118,7 @@ class Daemon:
                                      wake_pipeline=self.pipeline.wake, poll=self.timers.pipeline_poll)
         self.http: aiohttp.ClientSession | None = None  # outgoing HTTP (Alertmanager API), made at start
         self.outbox = Outbox(self.store, self.clock, self.metrics, lambda: self.config, self.timers.pages)
+        self.weekly = WeeklyReport(self.store, self.clock, lambda: self.config, self.report_settings)
         self._ready = False
         self.web = WebContext(
             store=self.store,
@@ -135,6 +138,7 @@ class Daemon:
             wake_runner=self.runner.wake,
             cancel_run=self.runner.cancel,
             body_timeout=config.limits.body_timeout,
+            report_settings=self.report_settings,
         )
         self.app = build_app(self.web, max_body_bytes=config.limits.max_body_bytes)
         self._runner: web.AppRunner | None = None
@@ -178,6 +182,9 @@ class Daemon:
         self.scheduler.every(self.timers.retention_tick, "retention", self.prune)
         self.scheduler.every(self.timers.deadline_tick, "incident-deadlines", self.run_deadlines)
         self.scheduler.every(self.timers.deadline_tick, "silence-ends", self.pipeline.release_due)
+        if self.config.reports.weekly_cron:  # read at start: a reload does not move it
+            self.scheduler.cron(self.config.reports.weekly_cron, self.config.reports.timezone, "weekly-report",
+                                self.weekly_report)
         self.scheduler.start()
         self.metrics.config_loaded(True, self.clock.now().timestamp())
         self._ready = True
@@ -266,6 +273,12 @@ class Daemon:
         added, ended = await self.store.write(work)
         if added or ended:
             log.info("declared silences stored", extra={"added": added, "ended": ended})
+
+    def report_settings(self) -> report.Settings:
+        return report.settings(self.config, self.pipeline.routing.rules)
+
+    async def weekly_report(self) -> WeeklyOutcome:
+        return await self.weekly.run(self.http)
 
     async def run_deadlines(self) -> int:
         """Stale alerts and signal loss; quiet resolutions; closing resolved incidents after close_after."""

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -15,7 +16,7 @@ from itsmd.client import commands as client
 from itsmd.client.kinds import AUDIT
 from itsmd.config import Config, find_config, load_config
 from itsmd.config.routing import load_routing
-from itsmd.errors import ConfigError, ItsmdError, StartupError
+from itsmd.errors import ApiError, ConfigError, ItsmdError, StartupError
 
 EXIT_PROBLEMS = 1
 EXIT_CONFIG = 2
@@ -43,7 +44,57 @@ def _parser() -> argparse.ArgumentParser:
     verify = audit_actions.add_parser("verify", help="recompute the hash chain; exit 1 naming the first broken record")
     verify.add_argument("-c", "--config", help="config file (default: ./itsmd.yaml if present)")
     client.add_listing(audit_actions, AUDIT)  # `itsmd audit ls` through the API (admin)
+    _report_parser(sub)
     return p
+
+
+def _report_parser(sub: Any) -> None:
+    report = sub.add_parser("report", help="manager reports (MTTA, MTTR, automation, recurring problems)")
+    report.add_argument("kind", choices=["summary", "mttr", "recurring"])
+    source = report.add_mutually_exclusive_group()
+    source.add_argument("-c", "--config", help="read the database of this config (default: ./itsmd.yaml if present)")
+    source.add_argument("--url", help="ask a running daemon instead (token: --token or $ITSMD_TOKEN)")
+    report.add_argument("--token", help="bearer token for --url (default: $ITSMD_TOKEN)")
+    report.add_argument("--from", dest="start", help="RFC 3339 (default: four weeks before --to)")
+    report.add_argument("--to", dest="end", help="RFC 3339 (default: now)")
+    report.add_argument("--by", choices=["service", "owner", "priority", "week"])
+    report.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
+    report.add_argument("--noisiest", type=int, default=0, metavar="N", help="summary: also the N noisiest alert names")
+
+
+def _report(args: argparse.Namespace) -> int:
+    """`itsmd report`: from the daemon with --url, else from the configured database."""
+    from itsmd import report
+    from itsmd.client import report as formats
+    from itsmd.client.api import Api
+    from itsmd.clock import SystemClock
+    from itsmd.core.report import Dimension, period
+    from itsmd.core.timestamp import parse_time
+
+    try:
+        if args.url:
+            api = Api(args.url, args.token or os.environ.get("ITSMD_TOKEN") or None)
+            query = {"from": args.start, "to": args.end, "by": args.by, "noisiest": str(args.noisiest or "") or None}
+            doc = api.get(f"/api/v1/reports/{args.kind}", query)
+        else:
+            start = parse_time(args.start) if args.start else None
+            end = parse_time(args.end) if args.end else None
+            now = SystemClock().now()
+            by = Dimension(args.by) if args.by else None
+            doc = report.from_database(_loader(args.config)(), args.kind, period(start, end, now), by, now,
+                                       args.noisiest)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    except ApiError as e:
+        print(f"itsmd: {e} (HTTP {e.status})", file=sys.stderr)
+        return EXIT_PROBLEMS
+    except (ItsmdError, ValueError) as e:
+        print(f"itsmd: {e}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    formats.write(args.kind, doc, args.format, sys.stdout)
+    return 0
 
 
 def _loader(arg: str | None) -> Callable[[], Config]:
@@ -71,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if client.is_client(args):
         return client.run(args, os.environ, sys.stdout, sys.stderr)
+    if args.command == "report":
+        return _report(args)
     load = _loader(args.config)
     if args.command == "audit":
         from itsmd import audit

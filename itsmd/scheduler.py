@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from itsmd.errors import StorageError
 
@@ -26,6 +27,17 @@ class Scheduler:
                 log.warning("tick %s failed, will run again: %s", name, e)
 
         self._aps.add_job(run, "interval", seconds=seconds, id=name, name=name)
+
+    def cron(self, expression: str, timezone: str, name: str, tick: Tick) -> None:
+        """`tick` at the times of a 5-field cron expression, read in `timezone`."""
+        async def run() -> None:
+            try:
+                await tick()
+            except StorageError as e:
+                log.warning("job %s failed: %s", name, e)
+
+        trigger = CronTrigger.from_crontab(expression, timezone=timezone)
+        self._aps.add_job(run, trigger, id=name, name=name)
 
     def start(self) -> None:
         self._aps.start()

@@ -132,6 +132,7 @@ class Reports:
     sla: Mapping[str, Sla] = field(default_factory=_default_sla)  # priority -> targets; replaced, not merged
     weekly_cron: str | None = None
     weekly_notifier: str | None = None
+    weekly_file: Path | None = None  # the weekly Markdown report is also written here (relative to the config)
 
 
 @dataclass(frozen=True, slots=True)

@@ -292,6 +292,7 @@ class _Compiler:
             sla=MappingProxyType(sla) if "sla" in raw else defaults.sla,
             weekly_cron=weekly.get("cron"),
             weekly_notifier=weekly.get("notifier"),
+            weekly_file=self.file(weekly["file"]) if "file" in weekly else None,
         )
 
     def sla(self, raw: Raw, priority: str) -> Sla:

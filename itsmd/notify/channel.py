@@ -39,7 +39,9 @@ def build(notifier: Notifier, session: aiohttp.ClientSession, timeout: float) ->
 
 
 def takes(notifier_type: str, event: str) -> bool:
-    """Acknowledgements go to PagerDuty only (the others know escalate and resolve)."""
+    """Acknowledgements go to PagerDuty only (the others know escalate and resolve); reports to all but PagerDuty."""
+    if event == "report":
+        return notifier_type != "pagerduty"
     return event != "acknowledge" or notifier_type == "pagerduty"
 
 

@@ -20,12 +20,14 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def subject(message: Message) -> str:
-    verb = {"resolve": "RESOLVED", "summary": "PAGE LIMIT"}.get(message.event, "ESCALATED")
+    verb = {"resolve": "RESOLVED", "summary": "PAGE LIMIT", "report": "REPORT"}.get(message.event, "ESCALATED")
     # Alert values reach the title: no line break may end the header early.
     return _CONTROL.sub(" ", f"[itsmd] {verb} {message.title}")[:250]
 
 
 def body(message: Message) -> str:
+    if message.report is not None:
+        return message.report
     lines = [message.title, "", f"Reason: {message.reason}"]
     if message.link:
         lines.append(f"Link: {message.link}")

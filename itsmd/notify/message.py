@@ -29,16 +29,22 @@ class Message:
     link: str | None = None
     held_back: int = 0  # summary: pages the budget held back
     held_back_incidents: list[str] = field(default_factory=list)
+    report: str | None = None  # event `report`: the weekly report, Markdown
 
     @property
     def title(self) -> str:
+        if self.event == "report":
+            return "itsmd weekly report"
         if self.incident is None:
             return "itsmd: page limit reached"
         inc = self.incident
         return f"[{inc['priority']}] {inc['id']}: {inc['title']}"
 
     def webhook_body(self) -> dict[str, Any]:
-        """The `webhook` notifier's JSON (DESIGN §1.6 item 12); a summary is an `escalate` without incident."""
+        """The `webhook` notifier's JSON (DESIGN §1.6 item 12); a summary is an `escalate` without incident; the
+        weekly report is `{"event": "report", "reason", "report"}`."""
+        if self.event == "report":
+            return {"event": "report", "reason": self.reason, "report": self.report}
         body: dict[str, Any] = {"event": "resolve" if self.event == "resolve" else "escalate",
                                 "reason": self.reason, "incident": self.incident, "alerts": self.alerts,
                                 "runs": self.runs}

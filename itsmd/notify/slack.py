@@ -27,6 +27,8 @@ def _alert_line(alert: dict[str, Any]) -> str:
 
 def text(message: Message) -> str:
     icon = _ICON.get(message.event, ":bell:")
+    if message.report is not None:  # Markdown tables stay aligned in a code block
+        return f":bar_chart: *{escape(message.title)}*: {escape(message.reason)}\n```\n{escape(message.report)}```"
     if message.incident is None:
         lines = [f"{icon} *{escape(message.title)}*", escape(message.reason)]
         lines += [escape(", ".join(message.held_back_incidents))] if message.held_back_incidents else []

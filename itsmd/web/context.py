@@ -13,6 +13,7 @@ from sqlalchemy import Connection
 from itsmd.clock import Clock
 from itsmd.config.routing import Routing
 from itsmd.core.auth_audit import AuthAuditBudget
+from itsmd.core.report import Settings as ReportSettings
 from itsmd.errors import BadRequest
 from itsmd.metrics import Metrics
 from itsmd.pipeline.remediate import Switches
@@ -47,6 +48,7 @@ class WebContext:
     wake_runner: Callable[[], None] = field(default=lambda: None)
     cancel_run: Callable[[int], Awaitable[bool]] = field(default=_not_here)
     body_timeout: float = 30.0  # seconds to receive a request body (limits.body_timeout)
+    report_settings: Callable[[], ReportSettings] = field(default=ReportSettings)  # reports:, reloadable
 
 
 CONTEXT = web.AppKey("itsmd", WebContext)

@@ -293,6 +293,12 @@ def _paths() -> dict[str, Schema]:
             _query("entity", _STR), _query("entity_id", _STR, "a number or an id like INC-12"),
             _query("action", _STR), _SINCE, *list_params])},
         "/api/v1/openapi.json": {"get": _op("This document", None, _ok(_ANY_OBJECT))},
+        **{f"/api/v1/reports/{kind}": {"get": _op(
+            f"Report: {kind} (DESIGN §1.6 item 17; durations in seconds, rates 0..1)", "viewer", _ok(_ANY_OBJECT),
+            params=[_query("from", _STR, "RFC 3339"), _query("to", _STR, "RFC 3339"),
+                    _query("by", {"enum": ["service", "owner", "priority", "week"]}),
+                    _query("noisiest", {"type": "integer", "minimum": 0})])}
+           for kind in ("summary", "mttr", "recurring")},
         "/": {"get": _op("Dashboard: incidents (HTML)", "viewer", _html("the page"), params=[
             _query("state", _STR), _query("priority", _STR), _query("service", _STR), *list_params])},
         "/incidents/{id}": {"get": _op("Dashboard: one incident (HTML)", "viewer", _html("the page"),

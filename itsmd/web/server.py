@@ -8,7 +8,7 @@ import time
 from aiohttp import web
 
 from itsmd.errors import Forbidden, RequestTimeout, Unauthenticated, UnsupportedMediaType
-from itsmd.web import alerts, audit, incidents, ingest, openapi, ops, problems, runs, silences
+from itsmd.web import alerts, audit, incidents, ingest, openapi, ops, problems, reports, runs, silences
 from itsmd.web.auth import PRINCIPAL, Handler, check
 from itsmd.web.context import CONTEXT, WebContext, ctx
 from itsmd.web.dashboard import pages as dashboard
@@ -86,6 +86,7 @@ def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
     app.router.add_get("/api/v1/automation", runs.get_automation)
     app.router.add_put("/api/v1/automation", runs.put_automation)
     app.router.add_get("/api/v1/openapi.json", openapi.openapi_json)
+    app.router.add_get("/api/v1/reports/{kind}", reports.get_report)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/-/healthy", ops.healthy)
     app.router.add_get("/-/ready", ops.ready)
