@@ -31,7 +31,8 @@ def exists(conn: Connection, key: str) -> bool:
 def create(conn: Connection, values: Row, steps: Sequence[NewStep], step_state: StepState) -> int:
     """Insert a run and its steps (all `step_state`); the caller checked `exists` in this transaction (the
     one writer), the UNIQUE key stops a second replica."""
-    run_id = int(conn.execute(insert(runs).values(values).returning(runs.c.id)).scalar_one())
+    run_id = int(conn.execute(insert(runs).returning(runs.c.id), values).scalar_one())  # values as parameters:
+    # the statement's compiled form is cached
     if steps:
         conn.execute(insert(run_steps), [
             {"run_id": run_id, "seq": i, "phase": s.phase, "name": s.name, "kind": s.kind,
