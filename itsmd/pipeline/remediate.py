@@ -173,13 +173,13 @@ def facts(conn: Connection, playbook: Playbook, incident: Mapping[str, Any], tar
     since = now - timedelta(seconds=playbook.rate_limit.per)
     firing, known = _targets(conn, incident["service"]) if playbook.blast_radius is not None else (0, 0)
     batch = batch or Triggered()
+    history = runs.target_history(conn, playbook.name, target, since)
     return Facts(
         enabled_in_config=switches.enabled, enabled_at_runtime=batch.enabled_at_runtime(conn),
         dry_run=switches.dry_run, param_problem=param_problem, flapping=bool(incident["flapping"]),
         firing_targets=firing, known_targets=known, breaker=batch.breaker(conn, playbook.name),
-        last_finished_at=runs.last_finished(conn, playbook.name, target),
-        recent_runs=len(runs.started_since(conn, playbook.name, target, since)),
-        active_runs=runs.active_count(conn, playbook.name, target), manual=manual,
+        last_finished_at=history.last_finished, recent_runs=history.recent, active_runs=history.active,
+        manual=manual,
     )
 
 
