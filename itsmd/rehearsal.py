@@ -1,5 +1,6 @@
 """A rehearsal: the daemon itself (pipeline, store, deadline ticks) on an in-memory SQLite database, without a
-socket or scheduler, its time moved by hand on a fake clock. `itsmd test` and `itsmd replay` run on it."""
+socket, scheduler or runner, its time moved by hand on a fake clock. `itsmd test` and `itsmd replay` run on it.
+Its runs are dry (DESIGN §1.5): the pipeline creates them as the daemon would, and nothing executes them."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from itsmd.app import Daemon
 from itsmd.clock import FakeClock
 from itsmd.config import Config
 from itsmd.pipeline.delivery import Delivery
-from itsmd.storage import deadlines, inbox, incidents, problems, quarantine
+from itsmd.storage import deadlines, inbox, incidents, problems, quarantine, runs
 from itsmd.storage.writer import Rows
 from itsmd.web.incidents import incident_json
 from itsmd.web.problems import problem_json
+from itsmd.web.runs import run_json
 
 _MAX_DEADLINES = 100_000  # per advance: a guard against a deadline that never moves on
 
@@ -107,6 +109,15 @@ class Rehearsal:
         def read(conn: Connection) -> list[dict[str, Any]]:
             rows = problems.page(conn, problems.ProblemFilter(), limit=2**62, before_id=None)
             return [problem_json(r) for r in reversed(rows)]
+
+        return await self.daemon.store.read(read)
+
+    async def runs(self) -> list[dict[str, Any]]:
+        """Every run as the API shows it (with its steps), oldest first; none was executed."""
+        def read(conn: Connection) -> list[dict[str, Any]]:
+            rows = list(reversed(runs.page(conn, runs.RunFilter(), limit=2**62, before_id=None)))
+            steps = runs.steps_of(conn, [r["id"] for r in rows])
+            return [run_json(r, steps[r["id"]]) for r in rows]
 
         return await self.daemon.store.read(read)
 

@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,6 +38,7 @@ class Result:
     alerts: int
     quarantined: int
     bad_lines: list[str]
+    runs: list[dict[str, Any]] = field(default_factory=list)  # dry: created by the pipeline, never executed
 
 
 def read_lines(lines: Iterable[bytes]) -> Iterator[Line | str]:
@@ -110,7 +111,8 @@ async def replay(config: Config, lines: Iterable[bytes], batch: int = DEFAULT_BA
             pending += 1
         await r.process()
         await r.advance(r.now)
-        return Result(await r.incidents(), await r.problems(), r.deliveries, r.alerts, r.quarantined, bad)
+        return Result(await r.incidents(), await r.problems(), r.deliveries, r.alerts, r.quarantined, bad,
+                      await r.runs())
 
 
 def _chain(first: Line | None, rest: Iterator[Line | str]) -> Iterator[Line | str]:
@@ -127,7 +129,7 @@ def print_result(result: Result, fmt: str, out: TextIO, err: TextIO, file: str) 
     if len(result.bad_lines) > _MAX_SHOWN:
         print(f"{file}: ... {len(result.bad_lines) - _MAX_SHOWN} more bad lines", file=err)
     if fmt == "json":
-        doc = {"incidents": result.incidents, "problems": result.problems, "runs": []}
+        doc = {"incidents": result.incidents, "problems": result.problems, "runs": result.runs}
         out.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     else:
         _tables(result, out)
@@ -136,7 +138,8 @@ def print_result(result: Result, fmt: str, out: TextIO, err: TextIO, file: str) 
 
 def _tables(result: Result, out: TextIO) -> None:
     print(f"{result.deliveries} deliveries, {result.alerts} alerts ({result.quarantined} quarantined): "
-          f"{len(result.incidents)} incidents, {len(result.problems)} problems, 0 runs (dry)", file=out)
+          f"{len(result.incidents)} incidents, {len(result.problems)} problems, {len(result.runs)} runs (dry)",
+          file=out)
     print(file=out)
     _table(out, ["ID", "STATE", "PRIO", "RULE", "SERVICE", "ALERTS", "FIRING", "OPENED", "TITLE"],
            [[i["id"], i["state"], i["priority"], i["rule"], i["service"] or "-", i["alert_count"], i["firing_count"],

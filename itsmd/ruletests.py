@@ -15,15 +15,21 @@ from typing import Any, TextIO
 import yaml
 
 from itsmd.config import Config
-from itsmd.config.ruletests import INCIDENT_TIMES, PROBLEM_TIMES, Case, Expectation, SentAlert, Suite, load_suite
+from itsmd.config.ruletests import (
+    INCIDENT_TIMES,
+    PROBLEM_TIMES,
+    RUN_TIMES,
+    Case,
+    Expectation,
+    SentAlert,
+    Suite,
+    load_suite,
+)
 from itsmd.core.expectation import Item, pair, project
 from itsmd.core.timestamp import format_time, parse_time
 from itsmd.errors import ConfigError
 from itsmd.pipeline import normalize
 from itsmd.rehearsal import Rehearsal
-
-RUNS_NOT_YET = ("runs: runs are not implemented yet (playbooks arrive with a later issue); "
-                "remove `runs:` from this expectation until then")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +93,8 @@ async def _check(r: Rehearsal, e: Expectation, start: datetime) -> list[str]:
         got = [_offsets(p, PROBLEM_TIMES, start) for p in await r.problems()]
         out += _compare(f"at {when}: problems", e.problems, got, PROBLEM_TIMES)
     if e.runs is not None:
-        out.append(f"at {when}: {RUNS_NOT_YET}")
+        got = [_offsets(run, RUN_TIMES, start) for run in await r.runs()]
+        out += _compare(f"at {when}: runs", e.runs, got, RUN_TIMES)
     return out
 
 

@@ -111,16 +111,45 @@ tests:
     assert main(["test", "t.yaml"]) == 0, capsys.readouterr().out
 
 
-def test_runs_are_not_implemented_yet(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+RUN_RULES = """\
+rules:
+  - {name: exporter-down, match: ['alertname="ExporterDown"'], group_by: [instance], playbooks: [restart]}
+"""
+RESTART = """\
+name: restart
+params: {host: {from: "{{ labels.instance }}", pattern: '[a-z]+'}}
+concurrency: {key: "{{ params.host }}", limit: 1}
+steps:
+  - {name: touch, exec: [/usr/bin/touch, "{{ marker }}"]}
+"""
+
+
+def test_runs_the_pipeline_created_are_seen_and_not_executed(project: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    marker = tmp_path / "executed"
+    write(project, "rules/rules.yaml", RUN_RULES)
+    write(project, "playbooks/restart.yaml", RESTART.replace("{{ marker }}", str(marker)))
     write(project, "t.yaml", """\
 rules: [rules/*.yaml]
+playbooks: [playbooks/*.yaml]
 tests:
-  - name: expects a run
-    alerts: [{at: 0s, labels: {alertname: ExporterDown, instance: a}}]
-    expect: [{at: 1m, incidents: [{rule: exporter-down}], runs: [{playbook: restart}]}]
+  - name: one dry run per opened incident, cancelled once it resolves
+    alerts:
+      - {at: 0s, labels: {alertname: ExporterDown, instance: a}}
+      - {at: 2m, labels: {alertname: ExporterDown, instance: a}, status: resolved}
+    expect:
+      - {at: 1m, runs: [{playbook: restart, state: pending, target: a, incident_id: INC-1, created_at: 0s}]}
+      - {at: 3m, runs: [{playbook: restart, state: cancelled, reason: resolved, finished_at: 2m}]}
+  - name: a wrong expectation fails with a diff
+    alerts: [{at: 0s, labels: {alertname: ExporterDown, instance: b}}]
+    expect: [{at: 1m, runs: [{playbook: restart, target: a}]}]
 """)
-    assert main(["test", "t.yaml"]) == 1
-    assert "runs: runs are not implemented yet" in capsys.readouterr().out
+    code = main(["test", "t.yaml"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "PASS  one dry run per opened incident" in out
+    assert "FAIL  a wrong expectation fails" in out and "at 1m: runs differ" in out and "+  target: b" in out
+    assert not marker.exists()  # dry: nothing executed
 
 
 def test_schema_problems_are_file_path_message(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,6 +23,7 @@ DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 INCIDENT_TIMES = frozenset({"detected_at", "opened_at", "acknowledged_at", "restored_at", "resolved_at",
                             "closed_at"})
 PROBLEM_TIMES = frozenset({"first_seen_at", "last_seen_at", "opened_at", "resolved_at", "closed_at"})
+RUN_TIMES = frozenset({"created_at", "started_at", "finished_at"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,7 @@ class _Compiler:
             return tuple(self._item(item, times, (*where, key, i)) for i, item in enumerate(raw[key]))
 
         return Expectation(self._seconds(raw["at"], (*where, "at")), items("incidents", INCIDENT_TIMES),
-                           items("problems", PROBLEM_TIMES), items("runs", frozenset()))
+                           items("problems", PROBLEM_TIMES), items("runs", RUN_TIMES))
 
     def _item(self, raw: Mapping[str, Any], times: frozenset[str],
               where: tuple[PathElement, ...]) -> Mapping[str, Any]:

@@ -47,6 +47,20 @@ class Triggered:
     created: int = 0  # runs to execute (pending): the runner is woken when non-zero
     decisions: Counter[tuple[str, str]] = field(default_factory=Counter)  # (playbook, state or skip reason)
     events: list[Event] = field(default_factory=list)
+    # Read once per batch of triggers (one transaction): the run-time switch, and each playbook's breaker, kept
+    # current as the batch's decisions change it.
+    runtime_enabled: bool | None = None
+    breakers: dict[str, Breaker] = field(default_factory=dict)
+
+    def enabled_at_runtime(self, conn: Connection) -> bool:
+        if self.runtime_enabled is None:
+            self.runtime_enabled = settings.automation_enabled(conn)
+        return self.runtime_enabled
+
+    def breaker(self, conn: Connection, playbook: str) -> Breaker:
+        if playbook not in self.breakers:
+            self.breakers[playbook] = load_breaker(conn, playbook)
+        return self.breakers[playbook]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,16 +169,17 @@ def _targets(conn: Connection, service: str | None) -> tuple[int, int]:
 
 
 def facts(conn: Connection, playbook: Playbook, incident: Mapping[str, Any], target: str, switches: Switches,
-          param_problem: str | None, manual: bool, now: datetime) -> Facts:
+          param_problem: str | None, manual: bool, now: datetime, batch: Triggered | None = None) -> Facts:
     since = now - timedelta(seconds=playbook.rate_limit.per)
     firing, known = _targets(conn, incident["service"]) if playbook.blast_radius is not None else (0, 0)
+    batch = batch or Triggered()
+    history = runs.target_history(conn, playbook.name, target, since)
     return Facts(
-        enabled_in_config=switches.enabled, enabled_at_runtime=settings.automation_enabled(conn),
+        enabled_in_config=switches.enabled, enabled_at_runtime=batch.enabled_at_runtime(conn),
         dry_run=switches.dry_run, param_problem=param_problem, flapping=bool(incident["flapping"]),
-        firing_targets=firing, known_targets=known, breaker=load_breaker(conn, playbook.name),
-        last_finished_at=runs.last_finished(conn, playbook.name, target),
-        recent_runs=len(runs.started_since(conn, playbook.name, target, since)),
-        active_runs=runs.active_count(conn, playbook.name, target), manual=manual,
+        firing_targets=firing, known_targets=known, breaker=batch.breaker(conn, playbook.name),
+        last_finished_at=history.last_finished, recent_runs=history.recent, active_runs=history.active,
+        manual=manual,
     )
 
 
@@ -185,13 +200,14 @@ def _decide_and_store(conn: Connection, playbook: Playbook, switches: Switches, 
     if runs.exists(conn, key):
         return None  # this trigger was seen before: its run exists
     manual = req.trigger == Trigger.MANUAL
-    decision: Decision = should_run(playbook, facts(conn, playbook, incident, target, switches, problem, manual,
-                                                    now), now)
+    known = facts(conn, playbook, incident, target, switches, problem, manual, now, out)
+    decision: Decision = should_run(playbook, known, now)
     if decision.run:
         state = RunState.AWAITING_APPROVAL if playbook.approval.required else RunState.PENDING
         reason = None
-        if decision.breaker is not None:
+        if decision.breaker is not None and decision.breaker != known.breaker:  # a half-open probe taken
             save_breaker(conn, playbook.name, decision.breaker, now)
+            out.breakers[playbook.name] = decision.breaker
     else:
         state, reason = RunState.SKIPPED, decision.reason
     context = {**context, "params": params}

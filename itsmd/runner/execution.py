@@ -59,6 +59,7 @@ class Execution:
         self.results: dict[str, dict[str, Any]] = {}
         self.cancel_requested = False
         self.current: int | None = None  # seq of the step in flight
+        self._premarked: int | None = None  # seq of the first step, marked running by the run's start write
 
     # --- the timeline ---------------------------------------------------------------------------------------
 
@@ -95,7 +96,7 @@ class Execution:
             start = recovery.index
         else:
             deadline = now + timedelta(seconds=self.playbook.timeout)
-            if not await self._begin(now, deadline):
+            if not await self._begin(now, deadline, self._first_at_once(steps)):
                 return await self._end(RunState.CANCELLED, Reason.RESOLVED, "the incident resolved before the run")
             start = 0
         left = max(0.0, (deadline - self.clock.now()).total_seconds()) if deadline else self.playbook.timeout
@@ -113,17 +114,32 @@ class Execution:
     async def end_error(self) -> str:
         return await self._end(RunState.FAILED, Reason.ERROR, "internal error (see the log)", StepState.FAILED)
 
-    async def _begin(self, now: datetime, deadline: datetime) -> bool:
-        """Start the run in one write; False (nothing written) when its incident resolved meanwhile."""
+    def _first_at_once(self, steps: list[dict[str, Any]]) -> int | None:
+        """The seq of the first step when its process starts right after the run's start (no `when` to decide,
+        no delay before its first attempt): the start write then also marks it running, saving a commit."""
+        assert self.playbook is not None
+        first = next((s for s in steps if s["phase"] == Phase.MAIN), None)
+        step = self.playbook.step(first["name"]) if first is not None else None
+        if first is None or step is None or step.when is not None or step.retries.delay(1):
+            return None
+        return int(first["seq"])
+
+    async def _begin(self, now: datetime, deadline: datetime, first: int | None) -> bool:
+        """Start the run in one write, with its first step marked running when `first` is its seq; False (nothing
+        written) when its incident resolved meanwhile."""
         def work(conn: Connection) -> bool:
             incident = incidents.get(conn, self.incident_id) if self.incident_id is not None else None
             if incident is not None and incident["state"] not in UNRESOLVED:
                 return False
             runs.change(conn, self.id, {"started_at": now, "deadline": deadline, "updated_at": now})
+            if first is not None:
+                runs.change_step(conn, self.id, first, self._running(1, now))
             events.append(conn, self._event(now, "run_running", f"run of {self.row['playbook']} started",
                                             target=self.row["target"]))
             return True
-        return bool(await self._write(work))
+        begun = bool(await self._write(work))
+        self._premarked = first if begun else None
+        return begun
 
     async def _steps(self, steps: list[dict[str, Any]], start: int) -> str:
         assert self.playbook is not None
@@ -178,7 +194,10 @@ class Execution:
             delay = step.retries.delay(attempt)
             if delay:
                 await asyncio.sleep(delay)
-            await self._mark_running(seq, attempt)
+            if self._premarked == seq and attempt == 1:
+                self._premarked = None  # committed running by the run's start write
+            else:
+                await self._mark_running(seq, attempt)
             self.current = seq
             try:
                 outcome = await self._attempt(step, context)
@@ -204,10 +223,13 @@ class Execution:
     def _base(self) -> dict[str, Any]:
         return dict(self.row["context"])
 
+    @staticmethod
+    def _running(attempt: int, now: datetime) -> dict[str, Any]:
+        return {"state": StepState.RUNNING, "attempt": attempt, "started_at": now, "finished_at": None}
+
     async def _mark_running(self, seq: int, attempt: int) -> None:
-        now = self.clock.now()
-        await self._write(lambda conn: runs.change_step(conn, self.id, seq, {
-            "state": StepState.RUNNING, "attempt": attempt, "started_at": now, "finished_at": None}))
+        values = self._running(attempt, self.clock.now())
+        await self._write(lambda conn: runs.change_step(conn, self.id, seq, values))
 
     async def _record(self, seq: int, state: StepState, attempt: int | None, outcome: Outcome,
                       final: bool = True) -> None:

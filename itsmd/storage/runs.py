@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
 
 from itsmd.core.run import ACTIVE, REMEDIATION_KINDS, WAITING, RunState, StepState
 from itsmd.storage.tables import run_steps, runs
@@ -31,7 +31,8 @@ def exists(conn: Connection, key: str) -> bool:
 def create(conn: Connection, values: Row, steps: Sequence[NewStep], step_state: StepState) -> int:
     """Insert a run and its steps (all `step_state`); the caller checked `exists` in this transaction (the
     one writer), the UNIQUE key stops a second replica."""
-    run_id = int(conn.execute(insert(runs).values(values).returning(runs.c.id)).scalar_one())
+    run_id = int(conn.execute(insert(runs).returning(runs.c.id), values).scalar_one())  # values as parameters:
+    # the statement's compiled form is cached
     if steps:
         conn.execute(insert(run_steps), [
             {"run_id": run_id, "seq": i, "phase": s.phase, "name": s.name, "kind": s.kind,
@@ -144,30 +145,29 @@ def remediated(conn: Connection, incident_id: int, cycle: int) -> bool:
 
 # --- what the guards count ----------------------------------------------------------------------------------
 
-def active_count(conn: Connection, playbook: str, target: str) -> int:
-    q = select(func.count()).select_from(runs).where(
-        runs.c.playbook == playbook, runs.c.target == target, runs.c.state.in_(list(ACTIVE)))
-    return int(conn.execute(q).scalar_one())
+@dataclass(frozen=True, slots=True)
+class TargetHistory:
+    """What the pacing guards read of one playbook's runs on one target."""
+
+    active: int  # pending, awaiting approval or running
+    recent: int  # created since `since`, not stopped by a guard (rate limit)
+    last_finished: datetime | None  # when the last executed run (not skipped, not cancelled before it ran) ended
 
 
-def started_since(conn: Connection, playbook: str, target: str, since: datetime) -> list[datetime]:
-    """Creation times of the runs of this playbook and target since `since` that were not stopped by a guard
-    (what rate limits and cooldowns count), newest first."""
-    q = (select(runs.c.created_at).where(
-        runs.c.playbook == playbook, runs.c.target == target, runs.c.created_at >= since,
-        runs.c.state.not_in([RunState.SKIPPED]))
-        .order_by(runs.c.created_at.desc()))
-    return [r[0] for r in conn.execute(q)]
-
-
-def last_finished(conn: Connection, playbook: str, target: str) -> datetime | None:
-    """When the last executed (not skipped, not cancelled before it ran) run of this playbook and target ended."""
-    q = select(func.max(runs.c.finished_at)).where(
-        runs.c.playbook == playbook, runs.c.target == target, runs.c.started_at.is_not(None))
-    value: datetime | None = conn.execute(q).scalar()
-    if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
+def target_history(conn: Connection, playbook: str, target: str, since: datetime) -> TargetHistory:
+    """The guards' counts of this playbook and target in one query."""
+    def count(cond: Any) -> Any:
+        return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+    q = select(count(runs.c.state.in_(list(ACTIVE))),
+               count(and_(runs.c.created_at >= since, runs.c.state != RunState.SKIPPED)),
+               func.max(case((runs.c.started_at.is_not(None), runs.c.finished_at), else_=None)),
+               ).where(runs.c.playbook == playbook, runs.c.target == target)
+    active, recent, last = conn.execute(q).one()
+    if isinstance(last, str):  # SQLite returns an expression over a DateTime column as text
+        last = datetime.fromisoformat(last)
+    if last is not None and last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)
+    return TargetHistory(int(active), int(recent), last)
 
 
 def change_step_if(conn: Connection, run_id: int, seq: int, state: str, values: Row) -> None:
