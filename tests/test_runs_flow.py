@@ -20,6 +20,7 @@ from itsmd.app import Daemon, Timers
 from itsmd.clock import FakeClock
 from itsmd.config.model import Automation
 from itsmd.core.access import Role
+from itsmd.core.guard import Breaker, BreakerPhase
 from itsmd.core.run import RunState, StepState
 from itsmd.pipeline import remediate
 from itsmd.storage import runs, settings
@@ -331,3 +332,22 @@ async def test_at_most_max_concurrent_runs_execute(tmp_path: Path, aiohttp_clien
         assert sorted(line.split()[0] for line in lines) == [f"w{i}" for i in range(6)]
     finally:
         await dm.stop()
+
+
+async def test_a_circuit_breaker_is_reset_by_hand(client: Client, running: tuple[Daemon, FakeClock]) -> None:
+    dm, clock = running
+    now = clock.now()
+    tripped = Breaker(BreakerPhase.OPEN, (now, now), now)
+    await dm.store.write(lambda c: remediate.save_breaker(c, "fix-web", tripped, now))
+    [b] = (await get(client, "/api/v1/automation"))["breakers"]
+    assert b == {"playbook": "fix-web", "state": "open", "failures": 2, "opened_at": b["opened_at"]}
+    path = "/api/v1/automation/breakers/fix-web/reset"
+    assert (await client.post(path, json={}, headers=OPS)).status == 403  # admin only
+    assert (await client.post("/api/v1/automation/breakers/nope/reset", json={}, headers=ADMIN)).status == 404
+    resp = await client.post(path, json={}, headers=ADMIN)
+    assert resp.status == 200
+    assert (await resp.json())["breakers"] == [{"playbook": "fix-web", "state": "closed", "failures": 0,
+                                                "opened_at": None}]
+    audit = await (await client.get("/api/v1/audit", params={"action": "breaker_reset"}, headers=ADMIN)).json()
+    [record] = audit["items"]
+    assert record["data"] == {"playbook": "fix-web", "was": "open"}

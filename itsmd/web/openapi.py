@@ -288,6 +288,10 @@ def _paths() -> dict[str, Schema]:
             "put": _op("Turn automation on or off", "admin", _ok(_ref("Automation")), errors=(400, 401, 403, 415, 503),
                        body=_obj({"enabled": _BOOL}, extra=True)),
         },
+        "/api/v1/automation/breakers/{playbook}/reset": {"post": _op(
+            "Reset a playbook's circuit breaker by hand (closed, failures forgotten)", "admin",
+            _ok(_ref("Automation")), params=[_path_param("playbook")], body=_ANY_OBJECT,
+            errors=(400, 401, 403, 404, 415, 503))},
         "/api/v1/audit": {"get": _op("Audit records, newest first, with their hash chain", "admin",
                                      _ok(_page_of("AuditRecord")), params=[
             _query("entity", _STR), _query("entity_id", _STR, "a number or an id like INC-12"),

@@ -10,6 +10,7 @@ from aiohttp import web
 from sqlalchemy import Connection
 
 from itsmd.core.access import Permission
+from itsmd.core.guard import breaker_reset
 from itsmd.core.incident import UNRESOLVED
 from itsmd.core.incident import display_id as incident_id
 from itsmd.core.incident import parse_id as incident_number
@@ -18,7 +19,7 @@ from itsmd.core.timestamp import format_time
 from itsmd.errors import BadRequest, Conflict, NotFound
 from itsmd.pipeline import remediate
 from itsmd.runner.runner import cancel_stored
-from itsmd.storage import events, incidents, runs, settings
+from itsmd.storage import breakers, events, incidents, runs, settings
 from itsmd.storage.events import Event
 from itsmd.web.auth import PRINCIPAL, requires
 from itsmd.web.context import ctx, json_body, json_response
@@ -164,7 +165,10 @@ def _automation(conn: Connection, config_enabled: bool, dry_run: bool) -> dict[s
     runtime = True if row is None else bool(row["value"])
     return {"enabled": runtime, "config_enabled": config_enabled, "effective": runtime and config_enabled,
             "dry_run": dry_run, "updated_by": row["updated_by"] if row else None,
-            "updated_at": format_time(row["updated_at"]) if row else None}
+            "updated_at": format_time(row["updated_at"]) if row else None,
+            "breakers": [{"playbook": b["playbook"], "state": b["state"], "failures": len(b["failures"]),
+                          "opened_at": format_time(b["opened_at"]) if b["opened_at"] else None}
+                         for b in breakers.every(conn)]}
 
 
 @requires(Permission.READ)
@@ -192,3 +196,23 @@ async def put_automation(request: web.Request) -> web.Response:
     answer = await c.store.write(work)
     c.metrics.automation_enabled.set(1 if enabled else 0)
     return json_response(answer)
+
+
+@requires(Permission.ADMINISTER)
+async def reset_breaker(request: web.Request) -> web.Response:
+    """POST /api/v1/automation/breakers/{playbook}/reset: the manual reset of a playbook's circuit breaker
+    (closed, its failures forgotten); audited."""
+    c, playbook = ctx(request), request.match_info["playbook"]
+    actor, now, sw = request[PRINCIPAL].name, c.clock.now(), c.switches()
+    if c.routing().playbooks.by_name(playbook) is None:
+        raise NotFound("no such playbook")
+
+    def work(conn: Connection) -> dict[str, Any]:
+        before = breakers.get(conn, playbook)
+        remediate.save_breaker(conn, playbook, breaker_reset(), now)
+        events.append(conn, [Event(now, "config", None, actor, "breaker_reset",
+                                   f"circuit breaker of {playbook} reset by {actor}",
+                                   {"playbook": playbook, "was": before["state"] if before else "closed"})])
+        return _automation(conn, sw.enabled, sw.dry_run)
+
+    return json_response(await c.store.write(work))

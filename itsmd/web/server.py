@@ -85,6 +85,7 @@ def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
     app.router.add_post("/api/v1/runs/{id}/cancel", runs.cancel_run)
     app.router.add_get("/api/v1/automation", runs.get_automation)
     app.router.add_put("/api/v1/automation", runs.put_automation)
+    app.router.add_post("/api/v1/automation/breakers/{playbook}/reset", runs.reset_breaker)
     app.router.add_get("/api/v1/openapi.json", openapi.openapi_json)
     app.router.add_get("/api/v1/reports/{kind}", reports.get_report)
     app.router.add_get("/metrics", ops.metrics)
