@@ -27,7 +27,7 @@ from itsmd.core.service import service_context
 from itsmd.core.timestamp import format_time, parse_time
 from itsmd.storage import breakers, incidents, runs, settings
 from itsmd.storage.events import Event
-from itsmd.storage.runs import NewStep
+from itsmd.storage.runs import NewStep, TargetHistory
 from itsmd.storage.tables import incidents as incidents_table
 
 SYSTEM = "system"
@@ -77,8 +77,9 @@ class Request:
 def on_incidents(conn: Connection, routing: Routing, switches: Switches, opened: Iterable[int],
                  reopened: Iterable[int], now: datetime) -> Triggered:
     """The runs of every rule playbook of the incidents that opened or reopened in this batch and are still
-    unresolved once it settled."""
+    unresolved once it settled: decided in order, stored together (`_decide_and_store`)."""
     out = Triggered()
+    planned: list[Event | _Planned] = []
     for trigger, ids in ((Trigger.OPENED, opened), (Trigger.REOPENED, reopened)):
         for number in ids:
             row = incidents.get(conn, number)
@@ -86,24 +87,46 @@ def on_incidents(conn: Connection, routing: Routing, switches: Switches, opened:
                 continue
             rule = routing.rules.by_name(row["rule"])
             for name in rule.playbooks if rule is not None else ():
-                request(conn, routing, switches, Request(row, name, trigger), now, out)
+                planned.extend(_plan(conn, routing, Request(row, name, trigger), now))
+    _decide_and_store(conn, switches, planned, now, out)
     return out
 
 
 def request(conn: Connection, routing: Routing, switches: Switches, req: Request, now: datetime,
             out: Triggered) -> list[int]:
     """Decide and store the run(s) of one playbook for one incident; returns the new run ids."""
+    return [i for i in _decide_and_store(conn, switches, _plan(conn, routing, req, now), now, out) if i is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """One run to decide: its playbook, request, template context and bound target."""
+
+    playbook: Playbook
+    req: Request
+    context: dict[str, Any]
+    params: dict[str, Any]
+    target: str
+    problem: str | None
+    key: str
+
+
+def _plan(conn: Connection, routing: Routing, req: Request, now: datetime) -> list[Event | _Planned]:
     playbook = routing.playbooks.by_name(req.playbook)
     if playbook is None:
-        out.events.append(Event(now, "incident", req.incident["id"], SYSTEM, "run_not_started",
-                                f"playbook {req.playbook!r} is not loaded", {"playbook": req.playbook}))
-        return []
-    made = []
-    for context, default_target in _contexts(conn, routing, req.incident, playbook):
-        run_id = _decide_and_store(conn, playbook, switches, req, context, default_target, now, out)
-        if run_id is not None:
-            made.append(run_id)
-    return made
+        return [Event(now, "incident", req.incident["id"], SYSTEM, "run_not_started",
+                      f"playbook {req.playbook!r} is not loaded", {"playbook": req.playbook})]
+    out: list[Event | _Planned] = []
+    incident = req.incident
+    for context, default_target in _contexts(conn, routing, incident, playbook):
+        bound = binding.bind(playbook, context, default_target)
+        if isinstance(bound, ParamInvalid):
+            params, target, problem = {}, default_target, bound.detail
+        else:
+            params, target, problem = dict(bound.params), bound.target, None
+        key = req.key or idempotency_key(incident["id"], incident["reopen_count"], playbook.name, target)
+        out.append(_Planned(playbook, req, context, params, target, problem, key))
+    return out
 
 
 # --- template context (adapter: what the trigger saw, stored with the run) -----------------------------------
@@ -168,71 +191,117 @@ def _targets(conn: Connection, service: str | None) -> tuple[int, int]:
     return int(firing), int(known)
 
 
-def facts(conn: Connection, playbook: Playbook, incident: Mapping[str, Any], target: str, switches: Switches,
-          param_problem: str | None, manual: bool, now: datetime, batch: Triggered | None = None) -> Facts:
-    since = now - timedelta(seconds=playbook.rate_limit.per)
-    firing, known = _targets(conn, incident["service"]) if playbook.blast_radius is not None else (0, 0)
-    batch = batch or Triggered()
-    history = runs.target_history(conn, playbook.name, target, since)
-    return Facts(
-        enabled_in_config=switches.enabled, enabled_at_runtime=batch.enabled_at_runtime(conn),
-        dry_run=switches.dry_run, param_problem=param_problem, flapping=bool(incident["flapping"]),
-        firing_targets=firing, known_targets=known, breaker=batch.breaker(conn, playbook.name),
-        last_finished_at=history.last_finished, recent_runs=history.recent, active_runs=history.active,
-        manual=manual,
-    )
-
-
 def _steps(playbook: Playbook) -> list[NewStep]:
     return ([NewStep(s.name, str(s.kind), s.idempotent, "main") for s in playbook.steps]
             + [NewStep(s.name, str(s.kind), s.idempotent, "on_failure") for s in playbook.on_failure])
 
 
-def _decide_and_store(conn: Connection, playbook: Playbook, switches: Switches, req: Request,
-                      context: dict[str, Any], default_target: str, now: datetime, out: Triggered) -> int | None:
-    incident = req.incident
-    bound = binding.bind(playbook, context, default_target)
-    if isinstance(bound, ParamInvalid):
-        params, target, problem = {}, default_target, bound.detail
-    else:
-        params, target, problem = dict(bound.params), bound.target, None
-    key = req.key or idempotency_key(incident["id"], incident["reopen_count"], playbook.name, target)
-    if runs.exists(conn, key):
-        return None  # this trigger was seen before: its run exists
-    manual = req.trigger == Trigger.MANUAL
-    known = facts(conn, playbook, incident, target, switches, problem, manual, now, out)
-    decision: Decision = should_run(playbook, known, now)
-    if decision.run:
-        state = RunState.AWAITING_APPROVAL if playbook.approval.required else RunState.PENDING
-        reason = None
-        if decision.breaker is not None and decision.breaker != known.breaker:  # a half-open probe taken
-            save_breaker(conn, playbook.name, decision.breaker, now)
-            out.breakers[playbook.name] = decision.breaker
-    else:
-        state, reason = RunState.SKIPPED, decision.reason
-    context = {**context, "params": params}
+def _histories(conn: Connection, planned: Sequence[_Planned], now: datetime) -> dict[tuple[str, str], TargetHistory]:
+    """The guards' counts of every (playbook, target) planned: one query per playbook."""
+    targets: dict[str, tuple[Playbook, set[str]]] = {}
+    for p in planned:
+        targets.setdefault(p.playbook.name, (p.playbook, set()))[1].add(p.target)
+    out: dict[tuple[str, str], TargetHistory] = {}
+    for name, (playbook, wanted) in targets.items():
+        since = now - timedelta(seconds=playbook.rate_limit.per)
+        for target, history in runs.target_histories(conn, name, wanted, since).items():
+            out[(name, target)] = history
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    planned: _Planned
+    state: RunState
+    reason: SkipReason | None
+    detail: str
+
+
+def _decide_and_store(conn: Connection, switches: Switches, planned: Sequence[Event | _Planned], now: datetime,
+                      out: Triggered) -> list[int | None]:
+    """Decide the planned runs in order and store them together (one statement for the runs, one for their
+    steps); returns each planned run's id (None: its trigger was seen before). The guards' facts are read once
+    for the batch and kept current as runs are decided, so a later run on the same target sees the earlier ones
+    (concurrency, rate limit). Events keep the planned order."""
+    todo = [p for p in planned if isinstance(p, _Planned)]
+    seen = runs.existing_keys(conn, [p.key for p in todo]) if todo else set()
+    history = _histories(conn, todo, now) if todo else {}
+    radius: dict[str | None, tuple[int, int]] = {}
+    decided: list[_Decided | None] = []
+    for p in todo:
+        if p.key in seen:
+            decided.append(None)  # this trigger was seen before: its run exists
+            continue
+        seen.add(p.key)
+        playbook, incident = p.playbook, p.req.incident
+        if playbook.blast_radius is not None:
+            if incident["service"] not in radius:
+                radius[incident["service"]] = _targets(conn, incident["service"])
+            firing, known = radius[incident["service"]]
+        else:
+            firing, known = 0, 0
+        h = history.get((playbook.name, p.target), TargetHistory(0, 0, None))
+        facts = Facts(
+            enabled_in_config=switches.enabled, enabled_at_runtime=out.enabled_at_runtime(conn),
+            dry_run=switches.dry_run, param_problem=p.problem, flapping=bool(incident["flapping"]),
+            firing_targets=firing, known_targets=known, breaker=out.breaker(conn, playbook.name),
+            last_finished_at=h.last_finished, recent_runs=h.recent, active_runs=h.active,
+            manual=p.req.trigger == Trigger.MANUAL,
+        )
+        decision: Decision = should_run(playbook, facts, now)
+        if decision.run:
+            state = RunState.AWAITING_APPROVAL if playbook.approval.required else RunState.PENDING
+            if decision.breaker is not None and decision.breaker != facts.breaker:  # a half-open probe taken
+                save_breaker(conn, playbook.name, decision.breaker, now)
+                out.breakers[playbook.name] = decision.breaker
+            history[(playbook.name, p.target)] = TargetHistory(h.active + 1, h.recent + 1, h.last_finished)
+            decided.append(_Decided(p, state, None, decision.detail))
+        else:
+            decided.append(_Decided(p, RunState.SKIPPED, decision.reason, decision.detail))
+    made = iter(runs.create_many(conn, [_new_run(d, now) for d in decided if d is not None]))
+    ids = {id(d): next(made) for d in decided if d is not None}
+    results = iter(decided)
+    got: list[int | None] = []
+    for item in planned:
+        if isinstance(item, Event):
+            out.events.append(item)
+            continue
+        d = next(results)
+        if d is None:
+            got.append(None)
+            continue
+        got.append(ids[id(d)])
+        _record(d, ids[id(d)], now, out)
+    return got
+
+
+def _new_run(d: _Decided, now: datetime) -> tuple[dict[str, Any], list[NewStep], StepState]:
+    p, incident, state, reason = d.planned, d.planned.req.incident, d.state, d.reason
     values = {
-        "playbook": playbook.name, "incident_id": incident["id"], "target": target, "state": state,
+        "playbook": p.playbook.name, "incident_id": incident["id"], "target": p.target, "state": state,
         "reason": str(reason) if reason else None, "dry_run": reason == SkipReason.DRY_RUN,
-        "trigger": str(req.trigger), "cycle": incident["reopen_count"], "requested_by": req.requested_by,
-        "approved_by": None, "context": context,
-        "idempotency_key": key, "created_at": now, "updated_at": now,
+        "trigger": str(p.req.trigger), "cycle": incident["reopen_count"], "requested_by": p.req.requested_by,
+        "approved_by": None, "context": {**p.context, "params": p.params},
+        "idempotency_key": p.key, "created_at": now, "updated_at": now,
         "finished_at": now if state == RunState.SKIPPED else None,
     }
-    step_state = StepState.SKIPPED if state == RunState.SKIPPED else StepState.PENDING
-    run_id = runs.create(conn, values, _steps(playbook), step_state)
-    data = {"run_id": run_display_id(run_id), "playbook": playbook.name, "target": target}
-    if state == RunState.SKIPPED:
-        text = f"run of {playbook.name} skipped: {reason} ({decision.detail})"
-        out.events.append(Event(now, "incident", incident["id"], req.requested_by, "run_skipped", text,
+    return values, _steps(p.playbook), StepState.SKIPPED if state == RunState.SKIPPED else StepState.PENDING
+
+
+def _record(d: _Decided, run_id: int, now: datetime, out: Triggered) -> None:
+    p, reason = d.planned, d.reason
+    name, incident, actor = p.playbook.name, p.req.incident, p.req.requested_by
+    data = {"run_id": run_display_id(run_id), "playbook": name, "target": p.target}
+    if d.state == RunState.SKIPPED:
+        text = f"run of {name} skipped: {reason} ({d.detail})"
+        out.events.append(Event(now, "incident", incident["id"], actor, "run_skipped", text,
                                 {**data, "reason": str(reason)}))
     else:
-        out.events.append(Event(now, "incident", incident["id"], req.requested_by, f"run_{state}",
-                                f"run of {playbook.name} ({req.trigger})", data))
-        if state == RunState.PENDING:
+        out.events.append(Event(now, "incident", incident["id"], actor, f"run_{d.state}",
+                                f"run of {name} ({p.req.trigger})", data))
+        if d.state == RunState.PENDING:
             out.created += 1
-    out.decisions[(playbook.name, str(reason) if reason else str(state))] += 1
-    return run_id
+    out.decisions[(name, str(reason) if reason else str(d.state))] += 1
 
 
 def on_resolved(conn: Connection, incident: Mapping[str, Any], now: datetime) -> tuple[Resolution, list[Event]]:

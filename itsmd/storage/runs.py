@@ -14,6 +14,7 @@ from itsmd.core.run import ACTIVE, REMEDIATION_KINDS, WAITING, RunState, StepSta
 from itsmd.storage.tables import run_steps, runs
 
 Row = dict[str, Any]
+CHUNK = 500  # values in one IN list
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,18 +29,38 @@ def exists(conn: Connection, key: str) -> bool:
     return conn.execute(select(runs.c.id).where(runs.c.idempotency_key == key)).first() is not None
 
 
+def existing_keys(conn: Connection, keys: Collection[str]) -> set[str]:
+    """Which of these idempotency keys a stored run already has."""
+    found: set[str] = set()
+    wanted = sorted(set(keys))
+    for i in range(0, len(wanted), CHUNK):
+        q = select(runs.c.idempotency_key).where(runs.c.idempotency_key.in_(wanted[i:i + CHUNK]))
+        found.update(conn.execute(q).scalars())
+    return found
+
+
 def create(conn: Connection, values: Row, steps: Sequence[NewStep], step_state: StepState) -> int:
     """Insert a run and its steps (all `step_state`); the caller checked `exists` in this transaction (the
     one writer), the UNIQUE key stops a second replica."""
-    run_id = int(conn.execute(insert(runs).returning(runs.c.id), values).scalar_one())  # values as parameters:
-    # the statement's compiled form is cached
-    if steps:
-        conn.execute(insert(run_steps), [
-            {"run_id": run_id, "seq": i, "phase": s.phase, "name": s.name, "kind": s.kind,
-             "idempotent": s.idempotent, "state": step_state, "attempt": 0}
-            for i, s in enumerate(steps)
-        ])
-    return run_id
+    return create_many(conn, [(values, steps, step_state)])[0]
+
+
+def create_many(conn: Connection, new: Sequence[tuple[Row, Sequence[NewStep], StepState]]) -> list[int]:
+    """Insert runs (values with the same keys) and their steps: one statement for the runs, one for the steps;
+    returns the run ids in the order given."""
+    if not new:
+        return []
+    stmt = insert(runs).returning(runs.c.id, sort_by_parameter_order=True)  # values as parameters: the
+    # statement's compiled form is cached
+    ids = [int(r.id) for r in conn.execute(stmt, [values for values, _, _ in new])]
+    step_rows = [
+        {"run_id": run_id, "seq": i, "phase": s.phase, "name": s.name, "kind": s.kind,
+         "idempotent": s.idempotent, "state": step_state, "attempt": 0}
+        for run_id, (_, steps, step_state) in zip(ids, new, strict=True) for i, s in enumerate(steps)
+    ]
+    if step_rows:
+        conn.execute(insert(run_steps), step_rows)
+    return ids
 
 
 def get(conn: Connection, run_id: int) -> Row | None:
@@ -156,18 +177,30 @@ class TargetHistory:
 
 def target_history(conn: Connection, playbook: str, target: str, since: datetime) -> TargetHistory:
     """The guards' counts of this playbook and target in one query."""
+    return target_histories(conn, playbook, [target], since)[target]
+
+
+def target_histories(conn: Connection, playbook: str, targets: Collection[str],
+                     since: datetime) -> dict[str, TargetHistory]:
+    """The guards' counts of this playbook on each of these targets (one query per CHUNK targets); a target
+    without runs has zero counts."""
     def count(cond: Any) -> Any:
         return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
-    q = select(count(runs.c.state.in_(list(ACTIVE))),
-               count(and_(runs.c.created_at >= since, runs.c.state != RunState.SKIPPED)),
-               func.max(case((runs.c.started_at.is_not(None), runs.c.finished_at), else_=None)),
-               ).where(runs.c.playbook == playbook, runs.c.target == target)
-    active, recent, last = conn.execute(q).one()
-    if isinstance(last, str):  # SQLite returns an expression over a DateTime column as text
-        last = datetime.fromisoformat(last)
-    if last is not None and last.tzinfo is None:
-        last = last.replace(tzinfo=UTC)
-    return TargetHistory(int(active), int(recent), last)
+    wanted = sorted(set(targets))
+    out = {t: TargetHistory(0, 0, None) for t in wanted}
+    for i in range(0, len(wanted), CHUNK):
+        q = (select(runs.c.target, count(runs.c.state.in_(list(ACTIVE))),
+                    count(and_(runs.c.created_at >= since, runs.c.state != RunState.SKIPPED)),
+                    func.max(case((runs.c.started_at.is_not(None), runs.c.finished_at), else_=None)))
+             .where(runs.c.playbook == playbook, runs.c.target.in_(wanted[i:i + CHUNK]))
+             .group_by(runs.c.target))
+        for target, active, recent, last in conn.execute(q):
+            if isinstance(last, str):  # SQLite returns an expression over a DateTime column as text
+                last = datetime.fromisoformat(last)
+            if last is not None and last.tzinfo is None:
+                last = last.replace(tzinfo=UTC)
+            out[target] = TargetHistory(int(active), int(recent), last)
+    return out
 
 
 def change_step_if(conn: Connection, run_id: int, seq: int, state: str, values: Row) -> None:
