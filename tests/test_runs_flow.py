@@ -47,6 +47,10 @@ rules:
     group_by: [instance]
     reopen_within: 1h
     playbooks: [storm-fix]
+  - name: paired
+    match: ['alertname="Paired"']
+    group_by: [instance, zone]
+    playbooks: [gated-fix]
 """
 # The step: a real process appending its argument and run id to a file; `hold` seconds of sleep first.
 SCRIPT = """\
@@ -212,6 +216,23 @@ async def test_a_trigger_seen_twice_makes_one_run(client: Client, running: tuple
 
     assert await dm.store.write(again) == 0
     assert len((await get(client, "/api/v1/runs"))["items"]) == 1
+
+
+async def test_two_incidents_on_one_target_in_one_batch_make_one_run(
+        client: Client, running: tuple[Daemon, FakeClock]) -> None:
+    """The runs of one pipeline batch are decided in order on facts kept current: the second incident on the
+    same target (concurrency key: the host) sees the first's run."""
+    dm, _ = running
+    await send(client, dm, alert("Paired", instance="db1", zone="a"), alert("Paired", instance="db1", zone="b"))
+    assert len((await get(client, "/api/v1/incidents"))["items"]) == 2
+    got = (await get(client, "/api/v1/runs"))["items"]
+    assert sorted((r["state"], r["reason"], r["target"]) for r in got) == [
+        ("awaiting_approval", None, "db1"), ("skipped", "concurrency", "db1")]
+    assert len({r["incident_id"] for r in got}) == 2
+    first, second = sorted(got, key=lambda r: int(r["id"].split("-")[1]))
+    assert first["state"] == "awaiting_approval"  # decided in the batch's order
+    assert [s["state"] for s in first["steps"]] == ["pending", "pending"]
+    assert [s["state"] for s in second["steps"]] == ["skipped", "skipped"]
 
 
 async def test_cancel_and_manual_rerun(client: Client, running: tuple[Daemon, FakeClock], tmp_path: Path) -> None:
