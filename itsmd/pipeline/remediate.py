@@ -80,9 +80,11 @@ def on_incidents(conn: Connection, routing: Routing, switches: Switches, opened:
     unresolved once it settled: decided in order, stored together (`_decide_and_store`)."""
     out = Triggered()
     planned: list[Event | _Planned] = []
-    for trigger, ids in ((Trigger.OPENED, opened), (Trigger.REOPENED, reopened)):
+    triggers = [(Trigger.OPENED, list(opened)), (Trigger.REOPENED, list(reopened))]
+    rows = incidents.get_many(conn, [n for _, ids in triggers for n in ids])  # one query for the step
+    for trigger, ids in triggers:
         for number in ids:
-            row = incidents.get(conn, number)
+            row = rows.get(number)
             if row is None or row["state"] not in UNRESOLVED:
                 continue
             rule = routing.rules.by_name(row["rule"])

@@ -92,6 +92,15 @@ def get(conn: Connection, incident_id: int) -> Row | None:
     return dict(r._mapping) if r else None
 
 
+def get_many(conn: Connection, ids: Collection[int]) -> dict[int, Row]:
+    """The stored rows of these incidents (absent ones left out)."""
+    wanted, out = sorted(set(ids)), {}
+    for i in range(0, len(wanted), 500):
+        for r in conn.execute(select(incidents).where(incidents.c.id.in_(wanted[i:i + 500]))):
+            out[r.id] = dict(r._mapping)
+    return out
+
+
 def waiting(conn: Connection, rule: str, khash: str, since: datetime) -> list[Row]:
     """Alerts of a rule and key not yet in an incident nor muted, first seen since `since` (toward min_alerts),
     oldest first."""
