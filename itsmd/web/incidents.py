@@ -53,6 +53,11 @@ async def list_incidents(request: web.Request) -> web.Response:
 
 @requires(Permission.READ)
 async def get_incident(request: web.Request) -> web.Response:
+    return json_response(await incident_detail(request))
+
+
+async def incident_detail(request: web.Request) -> dict[str, Any]:
+    """The incident of the request's `{id}` with its alerts, timeline and runs (the API's and the dashboard's)."""
     number = parse_id(request.match_info["id"])
     if number is None:
         raise NotFound("no such incident")
@@ -69,7 +74,7 @@ async def get_incident(request: web.Request) -> web.Response:
     found = await ctx(request).store.read(detail)
     if found is None:
         raise NotFound("no such incident")
-    return json_response(found)
+    return found
 
 
 def _number(request: web.Request) -> int:

@@ -13,22 +13,18 @@ from typing import Any
 
 import jinja2
 from aiohttp import web
-from sqlalchemy import Connection
 
 from itsmd.core.access import Permission, allows
-from itsmd.core.incident import State, parse_id
+from itsmd.core.incident import State
 from itsmd.core.priority import Priority
 from itsmd.errors import BadRequest, NotFound
-from itsmd.storage import events, incidents, problems, silences
-from itsmd.web.alerts import alert_json
+from itsmd.storage import incidents, problems, silences
 from itsmd.web.auth import PRINCIPAL, requires
 from itsmd.web.context import ctx
-from itsmd.web.incidents import incident_json
+from itsmd.web.incidents import incident_detail, incident_json
 from itsmd.web.listing import Window, page, window
 from itsmd.web.problems import problem_json
-from itsmd.web.runs import runs_of_incident
 from itsmd.web.silences import silence_json
-from itsmd.web.timeline import event_json
 
 PAGE_SIZE = 50  # incidents per page unless `limit` says otherwise (the listing's 1..1000)
 REFRESH_SECONDS = 5  # the incident list re-reads /api/v1/incidents this often
@@ -95,22 +91,7 @@ async def incident_list(request: web.Request) -> web.Response:
 
 @requires(Permission.READ)
 async def incident_page(request: web.Request) -> web.Response:
-    number = parse_id(request.match_info["id"])
-    if number is None:
-        raise NotFound("no such incident")
-
-    def detail(conn: Connection) -> dict[str, Any] | None:
-        row = incidents.get(conn, number)
-        if row is None:
-            return None
-        return {**incident_json(row),
-                "alerts": [alert_json(a) for a in incidents.alerts_of(conn, number)],
-                "timeline": [event_json(e) for e in events.of(conn, "incident", number)],
-                "runs": runs_of_incident(conn, number)}
-
-    found = await ctx(request).store.read(detail)
-    if found is None:
-        raise NotFound("no such incident")
+    found = await incident_detail(request)
     return _render(request, "incident.html", title=f"{found['id']} {found['title']}", incident=found,
                    runs=found["runs"])
 
