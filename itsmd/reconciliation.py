@@ -4,7 +4,6 @@ and applying the core's decision (adding through the inbox, flagging stale)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from itsmd.metrics import Metrics
 from itsmd.pipeline.delivery import Delivery
 from itsmd.storage import alerts, inbox
 from itsmd.storage.store import SqlStore
+from itsmd.task import cancel
 
 log = logging.getLogger("itsmd.reconcile")
 
@@ -63,11 +63,8 @@ class Reconciler:
         self._task = asyncio.get_running_loop().create_task(self._run(session, inbox_up_to), name="itsmd-reconcile")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self, session: aiohttp.ClientSession, inbox_up_to: int) -> None:
         while not await self._drained(inbox_up_to):

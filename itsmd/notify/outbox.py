@@ -28,6 +28,7 @@ from itsmd.notify import channel, message
 from itsmd.storage import events, pages
 from itsmd.storage.events import Event
 from itsmd.storage.store import SqlStore
+from itsmd.task import cancel
 
 log = logging.getLogger("itsmd.notify")
 
@@ -65,11 +66,8 @@ class Outbox:
         self._wake.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:

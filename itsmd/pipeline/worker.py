@@ -29,6 +29,7 @@ from itsmd.pipeline.remediate import Switches
 from itsmd.storage import alerts, events, inbox, quarantine
 from itsmd.storage.events import Event
 from itsmd.storage.store import SqlStore
+from itsmd.task import cancel
 
 log = logging.getLogger("itsmd.pipeline")
 
@@ -70,11 +71,8 @@ class PipelineWorker:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="itsmd-pipeline")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def drain(self) -> int:
         """Process every waiting delivery; returns how many were processed."""

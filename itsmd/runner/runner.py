@@ -26,6 +26,7 @@ from itsmd.runner.kinds import Actions, Kinds
 from itsmd.storage import events, runs
 from itsmd.storage.events import Event
 from itsmd.storage.store import SqlStore
+from itsmd.task import cancel
 
 log = logging.getLogger("itsmd.runner")
 
@@ -79,10 +80,7 @@ class Runner:
         next start (or another replica) recovers them: idempotent steps repeat, others end `unknown`."""
         self._stopping = True
         for task in (self._task, self._renewer):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel(task)
         tasks = [t for t, _ in self._active.values()]
         for t in tasks:
             t.cancel()
