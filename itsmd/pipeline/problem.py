@@ -49,12 +49,17 @@ def recur_opened(conn: Connection, rules: RuleSet, opened: Iterable[dict[str, An
     """Apply the recurrence decision to every incident opened in this batch (in the order they opened)."""
     out = Recurred()
     linked: set[int] = set()
+    opened = list(opened)
+    # Read once for the batch; a signature this loop acts on is read again (its problem changed).
+    before = problems.latest_many(conn, [i["signature_hash"] for i in opened if i.get("signature_hash")])
+    acted: set[str] = set()
     for incident in opened:
-        if incident["id"] in linked or incident.get("signature_hash") is None:
+        sig = incident.get("signature_hash")
+        if incident["id"] in linked or sig is None:
             continue
         rule = rules.by_name(incident["rule"])
         policy = rule.problem if rule is not None else None
-        row = problems.latest(conn, incident["signature_hash"])
+        row = problems.latest(conn, sig) if sig in acted else before.get(sig)
         latest = _latest(row)
         recent: list[dict[str, Any]] = []
         if policy is not None and (latest is None or latest.state not in UNRESOLVED):
@@ -64,6 +69,7 @@ def recur_opened(conn: Connection, rules: RuleSet, opened: Iterable[dict[str, An
         out.decisions[decision.action] += 1
         if decision.action == Recurrence.NONE:
             continue
+        acted.add(sig)
         if decision.action == Recurrence.OPEN:
             ids = [r["id"] for r in recent]
             _open(conn, incident, recent, decision, now, out)

@@ -39,6 +39,22 @@ def latest(conn: Connection, signature_hash: str) -> Row | None:
     return dict(r._mapping) if r else None
 
 
+def latest_many(conn: Connection, signature_hashes: Collection[str]) -> dict[str, Row]:
+    """`latest` of each of these signatures (those with no problem left out), in one query per 500."""
+    wanted, out = sorted(set(signature_hashes)), dict[str, Row]()
+    for i in range(0, len(wanted), 500):
+        q = select(problems).where(problems.c.signature_hash.in_(wanted[i:i + 500]))
+        for r in conn.execute(q):
+            row, best = dict(r._mapping), out.get(r.signature_hash)
+            if best is None or _rank(row) < _rank(best):
+                out[r.signature_hash] = row
+    return out
+
+
+def _rank(row: Row) -> tuple[int, int]:
+    return (0 if row["state"] in UNRESOLVED else 1, -row["id"])
+
+
 def other_unresolved(conn: Connection, signature_hash: str, problem_id: int) -> int | None:
     """The id of an unresolved problem of the signature other than `problem_id` (None: there is none)."""
     q = select(problems.c.id).where(problems.c.signature_hash == signature_hash, problems.c.id != problem_id,
