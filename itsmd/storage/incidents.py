@@ -78,13 +78,19 @@ def of_services(conn: Connection, services: Collection[str], limit: int) -> list
     return out
 
 
+# Statements built once; the values go in as parameters (building `.values(...)` per call coerced every value
+# into the statement: a third of an insert's time in the pipeline).
+_CREATE = insert(incidents).returning(incidents.c.id)
+_CHANGE = update(incidents).where(incidents.c.id == bindparam("_id"))
+
+
 def create(conn: Connection, values: Row) -> int:
-    return int(conn.execute(insert(incidents).values(values).returning(incidents.c.id)).scalar_one())
+    return int(conn.execute(_CREATE, values).scalar_one())
 
 
 def change(conn: Connection, incident_id: int, values: Row) -> None:
     if values:
-        conn.execute(update(incidents).where(incidents.c.id == incident_id).values(values))
+        conn.execute(_CHANGE, {**values, "_id": incident_id})
 
 
 def change_many(conn: Connection, changes: Iterable[tuple[int, Row]]) -> None:
@@ -94,7 +100,7 @@ def change_many(conn: Connection, changes: Iterable[tuple[int, Row]]) -> None:
         if values:
             grouped.setdefault(tuple(sorted(values)), []).append({**values, "_id": incident_id})
     for rows in grouped.values():
-        conn.execute(update(incidents).where(incidents.c.id == bindparam("_id")), rows)
+        conn.execute(_CHANGE, rows)
 
 
 def get(conn: Connection, incident_id: int) -> Row | None:

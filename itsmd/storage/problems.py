@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, insert, select, update
+from sqlalchemy import Connection, bindparam, case, insert, select, update
 
 from itsmd.core.problem import UNRESOLVED
 from itsmd.storage.tables import incidents, problems
@@ -15,13 +15,17 @@ from itsmd.storage.tables import incidents, problems
 Row = dict[str, Any]
 
 
+_CREATE = insert(problems).returning(problems.c.id)  # built once, values as parameters (as incidents.create)
+_CHANGE = update(problems).where(problems.c.id == bindparam("_id"))
+
+
 def create(conn: Connection, values: Row) -> int:
-    return int(conn.execute(insert(problems).values(values).returning(problems.c.id)).scalar_one())
+    return int(conn.execute(_CREATE, values).scalar_one())
 
 
 def change(conn: Connection, problem_id: int, values: Row) -> None:
     if values:
-        conn.execute(update(problems).where(problems.c.id == problem_id).values(values))
+        conn.execute(_CHANGE, {**values, "_id": problem_id})
 
 
 def get(conn: Connection, problem_id: int) -> Row | None:
