@@ -243,3 +243,25 @@ async def test_an_unapproved_run_expires_quietly_with_abort(
     await dm.page()
     detail = await get(client, f"/api/v1/incidents/{run['incident_id']}")
     assert [p["data"]["causes"] for p in timeline(detail, "paged")] == [["unattended"]]
+
+
+async def test_the_dashboard_lists_waiting_runs_with_buttons_for_operators(
+        client: Client, running: tuple[Daemon, FakeClock]) -> None:
+    dm, _ = running
+    auto = await waiting_run(client, dm, "Gated", "db6")
+    assert (await post(client, f"/api/v1/runs/{auto['id']}/reject", OPS))[0] == 200
+    status, manual = await post(client, "/api/v1/runs", OPS, {"playbook": "gated-fix",
+                                                              "incident_id": auto["incident_id"]})
+    assert status == 201, manual
+    await send(client, dm, alert("Quiet", "db7"))
+    resp = await client.get("/approvals", headers=OPS)
+    assert resp.status == 200 and "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    html = await resp.text()
+    assert manual["id"] in html and auto["id"] not in html  # only runs still waiting
+    assert 'aria-current="page">Approvals' in html
+    assert html.count('data-decision="reject"') == 2
+    assert html.count('data-decision="approve"') == 1  # not the operator's own manual run (four eyes)
+    assert "another operator must approve it" in html
+    viewer = await (await client.get("/approvals", headers=VIEW)).text()
+    assert manual["id"] in viewer and "data-decision" not in viewer
+    assert (await client.get("/approvals")).status == 401

@@ -318,6 +318,8 @@ def _paths() -> dict[str, Schema]:
         "/problems": {"get": _op("Dashboard: problems and known errors (HTML)", "viewer", _html("the page"),
                                  params=[_query("state", _STR), *list_params])},
         "/silences": {"get": _op("Dashboard: silences (HTML)", "viewer", _html("the page"), params=list_params)},
+        "/approvals": {"get": _op("Dashboard: runs awaiting approval, approve/reject for operators (HTML)", "viewer",
+                                  _html("the page"), params=list_params)},
         "/static/{name}": {"get": _op("Dashboard assets (a fixed list)", None, {"200": {
             "description": "the asset",
             "content": {"text/css": {"schema": _STR}, "text/javascript": {"schema": _STR}}}},
