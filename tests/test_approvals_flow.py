@@ -186,6 +186,8 @@ async def test_reject_ends_the_run_and_pages(client: Client, running: tuple[Daem
     assert rejected["actor"] == "operator-client"
     assert (await get(client, "/api/v1/audit", ADMIN, action="run_rejected"))["items"][0]["data"]["run_id"] == run["id"]
     assert not (tmp_path / "gated-fix.out").exists()
+    metrics = await (await client.get("/metrics")).text()
+    assert 'itsmd_runs_finished_total{playbook="gated-fix",state="rejected"} 1.0' in metrics
 
 
 async def test_four_eyes_the_requester_of_a_manual_run_cannot_approve_it(

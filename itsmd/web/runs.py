@@ -195,7 +195,9 @@ async def approve_run(request: web.Request) -> web.Response:
 @requires(Permission.OPERATE)
 async def reject_run(request: web.Request) -> web.Response:
     """POST /api/v1/runs/{id}/reject `{"comment"?}`: a run awaiting approval ends rejected; 409 otherwise."""
-    return json_response(await _decide(request, approval.reject))
+    found = await _decide(request, approval.reject)
+    ctx(request).metrics.runs_finished.labels(found["playbook"], found["state"]).inc()
+    return json_response(found)
 
 
 def _automation(conn: Connection, config_enabled: bool, dry_run: bool) -> dict[str, Any]:
