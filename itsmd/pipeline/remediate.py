@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from itsmd.config.routing import Routing
-from itsmd.core import binding
+from itsmd.core import approval, binding
 from itsmd.core.binding import ParamInvalid
 from itsmd.core.guard import Breaker, BreakerPhase, Decision, Facts, SkipReason, should_run
 from itsmd.core.incident import UNRESOLVED, Resolution, display_id
@@ -24,7 +24,7 @@ from itsmd.core.run import Reason, RunState, StepState, Trigger, idempotency_key
 from itsmd.core.run import display_id as run_display_id
 from itsmd.core.service import service_context
 from itsmd.core.timestamp import format_time, parse_time
-from itsmd.storage import breakers, incidents, runs, settings
+from itsmd.storage import breakers, incidents, pages, runs, settings
 from itsmd.storage.events import Event
 from itsmd.storage.runs import NewStep, TargetHistory
 from itsmd.storage.tables import incidents as incidents_table
@@ -99,7 +99,10 @@ def request(conn: Connection, routing: Routing, switches: Switches, req: Request
             out: Triggered) -> list[int]:
     """Decide and store the run(s) of one playbook for one incident; returns the new run ids."""
     firing = incidents.firing_causes(conn, [req.incident["id"]], MAX_RUN_ALERTS)[req.incident["id"]]
-    return [i for i in _decide_and_store(conn, switches, _plan(routing, req, firing, now), now, out) if i is not None]
+    made = [i for i in _decide_and_store(conn, switches, _plan(routing, req, firing, now), now, out) if i is not None]
+    if made:  # a run a guard skipped pages: the pager decides now, not at the incident's next paging deadline
+        pages.review_soon(conn, req.incident["id"], now)
+    return made
 
 
 def _playbooks(routing: Routing, incident: Mapping[str, Any]) -> tuple[str, ...]:
@@ -292,6 +295,9 @@ def _new_run(d: _Decided, now: datetime) -> tuple[dict[str, Any], list[NewStep],
         "approved_by": None, "context": {**p.context, "params": p.params},
         "idempotency_key": p.key, "created_at": now, "updated_at": now,
         "finished_at": now if state == RunState.SKIPPED else None,
+        # While awaiting approval, `deadline` is the approval's (core.approval); the run's start replaces it.
+        "deadline": approval.deadline(now, p.playbook.approval.timeout)
+        if state == RunState.AWAITING_APPROVAL else None,
     }
     return values, _steps(p.playbook), StepState.SKIPPED if state == RunState.SKIPPED else StepState.PENDING
 
