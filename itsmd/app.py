@@ -20,6 +20,8 @@ from sqlalchemy import Connection
 from itsmd import incident_actions, paging, report
 from itsmd.actions.exec import Executor
 from itsmd.actions.http import HttpCaller
+from itsmd.actions.notify import StepNotifier
+from itsmd.actions.silence import Silencer
 from itsmd.clock import Clock, SystemClock
 from itsmd.config import Config
 from itsmd.config.routing import load_routing
@@ -175,7 +177,10 @@ class Daemon:
         self.reconciler.start(self.http, inbox_up_to)
         self.outbox.start(self.http)  # pages left pending by a crash are sent first
         self.scheduler.every(self.timers.deadline_tick, "paging", self.page)
-        self.runner.actions = Actions(Executor(self.env), HttpCaller(self.http, self.env))
+        self.runner.actions = Actions(
+            Executor(self.env), HttpCaller(self.http, self.env),
+            notifier=StepNotifier(self.store, self.clock, lambda: self.config.notifiers, self.outbox.wake),
+            silencer=Silencer(self.http, lambda: self.config.alertmanagers, self.clock))
         # On SQLite the daemon lock proves no other runner alive: runs a crash left `running` are recovered now.
         await self.runner.start(orphans_now=self.lock is not None or self.db.in_memory)
         self.scheduler.every(self.timers.expiry_tick, "expire-pushed-alerts", self.pipeline.expire_due)

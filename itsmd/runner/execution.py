@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from itsmd.clock import Clock
 from itsmd.core.guard import Breaker, breaker_record
 from itsmd.core.incident import UNRESOLVED
-from itsmd.core.playbook import Playbook, Step, step_context
+from itsmd.core.playbook import Playbook, Step, StepKind, step_context
 from itsmd.core.run import (
     Phase,
     Reason,
@@ -253,6 +253,21 @@ class Execution:
         return await self._end(RunState.UNKNOWN, Reason.NEEDS_HUMAN,
                                f"step {stored['name']}: {recovery.reason}; a person must check and decide")
 
+    async def _expire_silences(self) -> None:
+        """The run's silences end with it (their `endsAt` bounds them if this fails: the daemon died, an
+        Alertmanager is down); the outcome goes to the timeline."""
+        expired, problems = await self.kinds.expire_silences()
+        if not expired and not problems:
+            return
+        now = self.clock.now()
+        text = (f"expired silence(s) {', '.join(expired)}" if expired else "") + (
+            f"{'; ' if expired else ''}could not expire: {'; '.join(problems)} (they end at their endsAt)"
+            if problems else "")
+        if problems:
+            log.warning("silences of run %s not expired: %s", display_id(self.id), "; ".join(problems))
+        note = self._event(now, "run_silences_expired", f"run of {self.row['playbook']}: {text}", silences=expired)
+        await self._write(lambda conn: events.append(conn, note))
+
     async def _end(self, state: RunState, reason: Reason | None, why: str,
                    open_steps: StepState = StepState.SKIPPED) -> str:
         now = self.clock.now()
@@ -278,6 +293,8 @@ class Execution:
             return str(final)
 
         final = await self._write(work)
+        if playbook is not None and any(s.kind == StepKind.SILENCE for s in (*playbook.steps, *playbook.on_failure)):
+            await self._expire_silences()
         log.info("run ended", extra={"run": display_id(self.id), "playbook": self.row["playbook"], "state": final,
                                      "reason": str(reason) if reason else None})
         return str(final)
