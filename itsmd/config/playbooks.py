@@ -110,6 +110,8 @@ def load_playbooks(globs: Sequence[str], base_dir: Path, notifiers: Collection[s
 # The label name and operator of a silence matcher: a bare word or a double-quoted name, then = != =~ !~.
 _MATCHER_HEAD = re.compile(r'\s*("(?:[^"\\]|\\.)*"|[^\s{}!=~,\\"\'`]+)\s*(=~|!~|!=|=)\s*')
 
+_TEMPLATE_PARTS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+
 
 def silence_matcher(text: str, where: Where, tpl: Callable[[str, Where], Template]) -> SilenceMatcher:
     """A silence step's matcher: name and operator are taken literally from the text, and only what stands between
@@ -131,6 +133,8 @@ def silence_matcher(text: str, where: Where, tpl: Callable[[str, Where], Templat
                          "as a regex; use = or != with a template")
     if len(rest) < 2 or rest[0] != '"' or rest[-1] != '"':
         raise ValueError('a templated matcher value must be double-quoted as a whole: name="{{ labels.x }}"')
+    if '"' in _TEMPLATE_PARTS.sub("", rest[1:-1]):
+        raise ValueError('one matcher per list item: the value holds a " outside its {{ }} expressions')
     return SilenceMatcher(name, op, tpl(rest[1:-1], where))
 
 
