@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from itsmd.clock import Clock
 from itsmd.core.guard import Breaker, breaker_record
 from itsmd.core.incident import UNRESOLVED
-from itsmd.core.playbook import Playbook, Step, StepKind, step_context
+from itsmd.core.playbook import Playbook, SleepSpec, Step, StepKind, WaitResolvedSpec, step_context
 from itsmd.core.run import (
     Phase,
     Reason,
@@ -38,6 +38,7 @@ from itsmd.template import render_bool
 
 log = logging.getLogger("itsmd.runner")
 MAX_OUTPUT = 65536  # characters of a step's output kept (the tail)
+SELF_TIMED = 1.0  # seconds the backstop timeout leaves a step that ends itself at its timeout
 ENDED_STEP = {StepState.SUCCEEDED: "succeeded", StepState.FAILED: "failed", StepState.TIMED_OUT: "timed_out"}
 
 
@@ -212,8 +213,11 @@ class Execution:
 
     async def _attempt(self, step: Step, context: Mapping[str, Any]) -> Outcome:
         timeout = step.effective_timeout
+        # sleep and wait_resolved end by themselves at `timeout`; the backstop must not beat them to it (a sleep
+        # step without a timeout has timeout == duration, and the earlier deadline would always win)
+        grace = SELF_TIMED if isinstance(step.spec, SleepSpec | WaitResolvedSpec) else 0.0
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout + grace):
                 return await self.kinds.run(step, context, timeout)
         except TimeoutError:
             return Outcome(StepState.TIMED_OUT, output=f"timed out after {timeout:g}s")

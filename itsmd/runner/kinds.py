@@ -84,6 +84,9 @@ class Kinds:
         """Execute one attempt; ValueError when a template of the step fails (nothing was executed)."""
         spec = step.spec
         if isinstance(spec, SleepSpec):
+            if spec.duration > timeout:
+                await sleep.pause(timeout)
+                return Outcome(StepState.TIMED_OUT, output=f"timed out after {timeout:g}s")
             return outcome(await sleep.pause(spec.duration))
         if isinstance(spec, WaitResolvedSpec):
             return await self.wait_resolved(min(spec.duration, timeout))
