@@ -62,6 +62,8 @@ class Timers:
     shutdown_grace: float = 3.0  # in-flight requests need milliseconds; an idle keep-alive must not hold the exit
     pages: Retry = field(default_factory=Retry)  # the outbox sender: backoff, attempts, delivery timeout, poll
     page_summary_delay: float = 60.0  # the hourly summary page waits this long to count the rest of a storm
+    page_batch: int = 25  # incidents per paging transaction (short, so ingest commits in between)
+    page_chunks: int = 40  # paging transactions per tick at most
     run_lease: float = 30.0  # playbook runs: a claim's lease (another replica takes an orphan after it)
     run_renew: float = 10.0
     run_poll: float = 5.0  # claims without a wake-up (expired leases, runs created by other replicas)
@@ -301,7 +303,15 @@ class Daemon:
             rules=self.pipeline.routing.rules, notifiers=self.config.notifiers,
             max_pages_per_hour=self.config.automation.max_pages_per_hour, recheck=self.timers.deadline_tick,
             summary_delay=self.timers.page_summary_delay)
-        done = await self.store.write(partial(paging.review, now=self.clock.now(), settings=settings))
+        # Small transactions, one after another: ingest commits get between them (a storm's tick would else hold
+        # the writer for long); at most page_chunks of them per tick, the rest next tick.
+        done = paging.Review()
+        for _ in range(self.timers.page_chunks):
+            chunk = await self.store.write(partial(paging.review, now=self.clock.now(), settings=settings,
+                                                   limit=self.timers.page_batch))
+            done = done.add(chunk)
+            if chunk.due < self.timers.page_batch and chunk.closed_out < self.timers.page_batch:
+                break
         for outcome, n in (("paged", done.paged), ("suppressed", done.suppressed), ("timeline", done.timeline_only)):
             if n:
                 self.metrics.paging_decisions.labels(outcome).inc(n)
