@@ -16,17 +16,19 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 
 from itsmd.actions.notify import Note
 from itsmd.app import Daemon, Timers
 from itsmd.clock import FakeClock
-from itsmd.config.model import Notifier
+from itsmd.config.model import Automation, Notifier
 from itsmd.config.playbooks import read_playbooks
 from itsmd.config.secret import Secret
 from itsmd.core.access import Role
 from itsmd.core.playbook import SilenceSpec
 from itsmd.notify.outbox import Retry
 from itsmd.storage import pages
+from itsmd.storage.tables import pages as pages_table
 from tests import daemon as d
 from tests.conftest import POSTGRES_URL, reset_postgres
 from tests.notify_sinks import HttpSink
@@ -93,6 +95,33 @@ def test_notify_names_configured_notifiers_but_not_pagerduty(tmp_path: Path) -> 
     assert problems == [] and book.steps[0].spec.to == ("chat",) and book.steps[0].idempotent
 
 
+def test_itsmd_check_reports_notify_and_silence_problems(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    (tmp_path / "itsmd.yaml").write_text(
+        "notifiers:\n  - {name: oncall, type: pagerduty, routing_key_env: PD_KEY}\n"
+        "  - {name: chat, type: slack, url_env: SLACK_URL}\n")
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "p.yaml").write_text("""
+name: p
+steps:
+  - {name: a, notify: {to: ghost, text: hi}}
+  - {name: b, notify: {to: oncall, text: hi}}
+  - {name: c, silence: {matchers: ['job=~"{{ labels.job }}"'], duration: 5m}}
+  - {name: d, notify: {to: chat, text: "fine {{ labels.instance }}"}}
+""")
+    env = {**os.environ, "PD_KEY": "k", "SLACK_URL": "https://hooks.example.org/x"}
+    out = subprocess.run([sys.executable, "-m", "itsmd", "check"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60, env=env)
+    assert out.returncode == 1, out
+    lines = out.stdout.splitlines()
+    assert any("p.yaml: steps[0].notify.to: unknown notifier 'ghost' (known: chat, oncall)" in x for x in lines), lines
+    assert any("p.yaml: steps[1].notify.to:" in x and "PagerDuty" in x for x in lines), lines
+    assert any("p.yaml: steps[2].silence.matchers[0]:" in x and "literally" in x for x in lines), lines
+    assert not any("steps[3]" in x for x in lines), lines
+
+
 # --- through the daemon -------------------------------------------------------------------------------------------
 
 RULES = """
@@ -106,6 +135,10 @@ rules:
     group_by: [instance]
     escalate: {to: [hooks, chat]}
     playbooks: [fail-fix]
+  - name: storm
+    match: ['alertname="Storm"']
+    group_by: [instance]
+    escalate: {to: [hooks]}
 """
 TELL = """
 name: tell
@@ -152,7 +185,7 @@ async def running(request: pytest.FixtureRequest, tmp_path: Path,
         Notifier("mail-hook", "webhook", default=True, settings=MappingProxyType({"url": Secret(sink.url("/dflt"))})),
     )
     cfg = replace(d.config(tmp_path, database=database), notifiers=notifiers,
-                  external_url="https://itsmd.example.org/")
+                  external_url="https://itsmd.example.org/", automation=Automation(max_pages_per_hour=3))
     clock = FakeClock(START)
     timers = Timers(expiry_tick=0.2, pipeline_poll=0.2, shutdown_grace=2.0, deadline_tick=3600.0, run_poll=0.2,
                     pages=Retry(base=10.0, cap=40.0, attempts=3, timeout=5.0, poll=0.1))
@@ -260,3 +293,18 @@ async def test_pages_carry_the_incidents_runs(client: Client, running: tuple[Dae
     assert (r["id"], r["playbook"], r["state"], r["reason"]) == (run["id"], "fail-fix", "failed", "step_failed")
     [slack] = sink.bodies("/chat")
     assert "*Reason:*" in slack["text"] and f"*Runs:* {run['id']} fail-fix failed (step_failed)" in slack["text"]
+
+
+async def test_a_storm_tick_decides_in_small_transactions_within_the_budget(
+        client: Client, running: tuple[Daemon, FakeClock], sink: HttpSink) -> None:
+    dm, clock = running
+    await send(client, dm, *(alert("Storm", f"s{i}") for i in range(60)))
+    clock.advance(1)
+    review = await dm.page()  # three transactions of page_batch (25) incidents in one tick
+    assert (review.due, review.paged, review.suppressed) == (60, 3, 57)
+    rows = await dm.store.read(lambda conn: [dict(r._mapping) for r in conn.execute(select(pages_table))])
+    summaries = [r for r in rows if r["event"] == "summary"]
+    assert sorted(r["notifier"] for r in summaries) == ["hooks", "mail-hook", "oncall"]  # one summary, each
+    assert sum(r["event"] == "escalate" and r["state"] != "suppressed" for r in rows) == 3
+    assert sum(r["state"] == "suppressed" for r in rows) == 57
+    assert (await dm.page()).due == 0  # nothing left for the next tick
