@@ -233,7 +233,7 @@ async def test_notify_step_delivers_through_the_outbox_to_webhook_and_slack(
     chat, default_only = run["steps"]
     assert (chat["kind"], chat["state"], chat["output"]) == ("notify", "succeeded", "queued for hooks, chat")
     # no `to`: the default notifiers, leaving out PagerDuty (it takes pages, not messages)
-    assert default_only["output"] == "queued for oncall, mail-hook"
+    assert default_only["output"] == "queued for mail-hook"
     await sink.wait_for(3)  # one delivery answered 503 and waits for its retry; the other two arrived
     clock.advance(11)
     dm.outbox.wake()
@@ -258,7 +258,7 @@ async def test_notify_step_delivers_through_the_outbox_to_webhook_and_slack(
             break
         await asyncio.sleep(0.05)
     assert {(r["event"], r["notifier"], r["state"]) for r in rows} == {
-        ("notify", n, "sent") for n in ("hooks", "chat", "oncall", "mail-hook")}  # oncall: passed over
+        ("notify", n, "sent") for n in ("hooks", "chat", "mail-hook")}
     detail = await (await client.get(f"/api/v1/incidents/{run['incident_id']}", headers=VIEW)).json()
     assert sum(e["action"] == "run_notified" for e in detail["timeline"]) == 2
 
@@ -274,7 +274,7 @@ async def test_a_repeated_notify_step_queues_nothing_twice(client: Client, runni
     again = await notifier.send(Note(run["id"], number, 0, "chat", ("hooks", "chat"), "fixing web-2"))
     assert again.succeeded and again.output == "already queued for hooks, chat"
     rows = await dm.store.read(lambda conn: pages.of_incident(conn, number))
-    assert len(rows) == 4  # chat: hooks + chat; default-only: oncall + mail-hook
+    assert len(rows) == 3  # chat: hooks + chat; default-only: mail-hook
 
 
 async def test_pages_carry_the_incidents_runs(client: Client, running: tuple[Daemon, FakeClock],

@@ -35,8 +35,11 @@ class StepNotifier:
         self._store, self._clock, self._notifiers, self._wake = store, clock, notifiers, wake
 
     def targets(self, to: Sequence[str]) -> list[str]:
-        """`to` (names a reload removed are left out), else the default notifiers."""
-        configured = self._notifiers()
+        """`to`, else the default notifiers; names a reload removed and PagerDuty (it takes pages, not messages)
+        are left out."""
+        from itsmd.notify import channel  # here: channel -> message -> web.runs -> runner -> this module
+
+        configured = [n for n in self._notifiers() if channel.takes(n.type, pages.NOTIFY)]
         if to:
             known = {n.name for n in configured}
             return [n for n in to if n in known]
