@@ -99,9 +99,9 @@ def test_itsmd_check_reports_notify_and_silence_problems(tmp_path: Path) -> None
     import os
     import subprocess
 
-    (tmp_path / "itsmd.yaml").write_text(
-        "notifiers:\n  - {name: oncall, type: pagerduty, routing_key_env: PD_KEY}\n"
-        "  - {name: chat, type: slack, url_env: SLACK_URL}\n")
+    config = ("notifiers:\n  - {name: oncall, type: pagerduty, routing_key_env: PD_KEY}\n"
+              "  - {name: chat, type: slack, url_env: SLACK_URL}\n")
+    (tmp_path / "itsmd.yaml").write_text(config)
     (tmp_path / "playbooks").mkdir()
     (tmp_path / "playbooks" / "p.yaml").write_text("""
 name: p
@@ -120,6 +120,11 @@ steps:
     assert any("p.yaml: steps[1].notify.to:" in x and "PagerDuty" in x for x in lines), lines
     assert any("p.yaml: steps[2].silence.matchers[0]:" in x and "literally" in x for x in lines), lines
     assert not any("steps[3]" in x for x in lines), lines
+    assert any("p.yaml: steps[2].silence: no alertmanagers configured" in x for x in lines), lines
+    (tmp_path / "itsmd.yaml").write_text(config + "alertmanagers: [{url: 'http://127.0.0.1:9093'}]\n")
+    out = subprocess.run([sys.executable, "-m", "itsmd", "check"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60, env=env)
+    assert not any("no alertmanagers" in x for x in out.stdout.splitlines()), out.stdout
 
 
 # --- through the daemon -------------------------------------------------------------------------------------------

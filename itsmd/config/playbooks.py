@@ -67,10 +67,11 @@ class Loaded:
     problems: list[str]
 
 
-def read_playbooks(globs: Sequence[str], base_dir: Path, notifiers: Collection[str] = ()) -> Loaded:
+def read_playbooks(globs: Sequence[str], base_dir: Path, notifiers: Collection[str] = (),
+                   alertmanagers: bool = True) -> Loaded:
     """The playbooks of the files matching `globs`, one playbook per file; `headers_file` paths are relative to
     `base_dir`; `notifiers` are the names `notify.to` may use (a mapping name -> type also lets the check refuse
-    PagerDuty). A playbook with any problem is left out."""
+    PagerDuty); `alertmanagers` false makes a silence step a problem. A playbook with any problem is left out."""
     problems: list[str] = []
     playbooks: list[Playbook] = []
     declared: dict[str, str] = {}
@@ -86,6 +87,7 @@ def read_playbooks(globs: Sequence[str], base_dir: Path, notifiers: Collection[s
         compiler = _Compiler(file, base_dir, frozenset(notifiers))
         if isinstance(notifiers, Mapping):  # name -> type: lets the check refuse notify to PagerDuty
             compiler.notifier_types = notifiers
+        compiler.alertmanagers = alertmanagers
         playbook = compiler.compile(data)
         name = data.get("name") if isinstance(data, dict) else None
         if isinstance(name, str):
@@ -167,6 +169,7 @@ class _Compiler:
         self.base_dir = base_dir
         self.notifiers = notifiers
         self.notifier_types: Mapping[str, str] = {}
+        self.alertmanagers = True  # whether `alertmanagers` are configured (the silence step needs them)
         self.problems: list[Problem] = []
         self.schema_paths: list[Where] = []
         self.params: frozenset[str] = frozenset()
@@ -326,6 +329,9 @@ class _Compiler:
                                      "chat, webhook or email notifier (a failed run pages by itself)")
             return NotifySpec(names, self.get(value, where, "text", tpl(_TEXT_MAX, True), None))
         if kind == "silence":
+            if not self.alertmanagers:
+                self.problem(where, "no alertmanagers configured: the silence step creates its silences through "
+                                    "the Alertmanager v2 API of `alertmanagers` in itsmd.yaml")
             matchers = tuple(self.get(value, where, "matchers", lambda items, w: [
                 self.get(dict(enumerate(items)), w, j, lambda t, at: silence_matcher(t, at, tpl(_WORD_MAX)), None)
                 for j in range(len(items))], []))
