@@ -20,6 +20,8 @@ from sqlalchemy import Connection
 from itsmd import approval, incident_actions, paging, report
 from itsmd.actions.exec import Executor
 from itsmd.actions.http import HttpCaller
+from itsmd.actions.notify import StepNotifier
+from itsmd.actions.silence import Silencer
 from itsmd.clock import Clock, SystemClock
 from itsmd.config import Config
 from itsmd.config.routing import load_routing
@@ -60,6 +62,8 @@ class Timers:
     shutdown_grace: float = 3.0  # in-flight requests need milliseconds; an idle keep-alive must not hold the exit
     pages: Retry = field(default_factory=Retry)  # the outbox sender: backoff, attempts, delivery timeout, poll
     page_summary_delay: float = 60.0  # the hourly summary page waits this long to count the rest of a storm
+    page_batch: int = 25  # incidents per paging transaction (short, so ingest commits in between)
+    page_chunks: int = 40  # paging transactions per tick at most
     run_lease: float = 30.0  # playbook runs: a claim's lease (another replica takes an orphan after it)
     run_renew: float = 10.0
     run_poll: float = 5.0  # claims without a wake-up (expired leases, runs created by other replicas)
@@ -176,7 +180,10 @@ class Daemon:
         self.reconciler.start(self.http, inbox_up_to)
         self.outbox.start(self.http)  # pages left pending by a crash are sent first
         self.scheduler.every(self.timers.deadline_tick, "paging", self.page)
-        self.runner.actions = Actions(Executor(self.env), HttpCaller(self.http, self.env))
+        self.runner.actions = Actions(
+            Executor(self.env), HttpCaller(self.http, self.env),
+            notifier=StepNotifier(self.store, self.clock, lambda: self.config.notifiers, self.outbox.wake),
+            silencer=Silencer(self.http, lambda: self.config.alertmanagers, self.clock))
         # On SQLite the daemon lock proves no other runner alive: runs a crash left `running` are recovered now.
         await self.runner.start(orphans_now=self.lock is not None or self.db.in_memory)
         self.scheduler.every(self.timers.expiry_tick, "expire-pushed-alerts", self.pipeline.expire_due)
@@ -307,7 +314,15 @@ class Daemon:
             rules=self.pipeline.routing.rules, notifiers=self.config.notifiers,
             max_pages_per_hour=self.config.automation.max_pages_per_hour, recheck=self.timers.deadline_tick,
             summary_delay=self.timers.page_summary_delay)
-        done = await self.store.write(partial(paging.review, now=self.clock.now(), settings=settings))
+        # Small transactions, one after another: ingest commits get between them (a storm's tick would else hold
+        # the writer for long); at most page_chunks of them per tick, the rest next tick.
+        done = paging.Review()
+        for _ in range(self.timers.page_chunks):
+            chunk = await self.store.write(partial(paging.review, now=self.clock.now(), settings=settings,
+                                                   limit=self.timers.page_batch))
+            done = done.add(chunk)
+            if chunk.due < self.timers.page_batch and chunk.closed_out < self.timers.page_batch:
+                break
         for outcome, n in (("paged", done.paged), ("suppressed", done.suppressed), ("timeline", done.timeline_only)):
             if n:
                 self.metrics.paging_decisions.labels(outcome).inc(n)

@@ -3,6 +3,7 @@ itsmd.notify.outbox)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,12 +16,26 @@ from itsmd.storage.tables import incidents, pages, paging
 Row = dict[str, Any]
 PENDING, SENT, FAILED, SUPPRESSED = "pending", "sent", "failed", "suppressed"
 SUMMARY = "summary"
+NOTIFY = "notify"  # the event of a `notify` step's message (not a page: the hourly budget does not count it)
 
 
 def page_key(incident_id: int | None, cycle: int, cause: str, sequence: int, notifier: str | None) -> str:
     """The idempotency key of one page to one notifier."""
     who = "summary" if incident_id is None else f"INC-{incident_id}"
     return f"{who}/{cycle}/{cause}/{sequence}/{notifier or '-'}"
+
+
+def step_key(run_id: str, step: str, notifier: str) -> str:
+    """The idempotency key of a `notify` step's message to one notifier: `RUN-n/notify/<digest>`, so a retried or
+    resumed step queues nothing twice."""
+    digest = hashlib.sha256(f"{step}\0{notifier}".encode()).hexdigest()[:32]
+    return f"{run_id}/notify/{digest}"
+
+
+def run_of_key(key: str) -> str | None:
+    """The run (`RUN-n`) whose notify step queued the page with `key`, else None."""
+    head, _, rest = key.partition("/")
+    return head if head.startswith("RUN-") and rest.startswith("notify/") else None
 
 
 def enqueue(conn: Connection, rows: list[Row]) -> int:
