@@ -68,6 +68,8 @@ alerts = Table(
     Index("alerts_expiry", "expires_at", postgresql_where=text("expires_at IS NOT NULL"),
           sqlite_where=text("expires_at IS NOT NULL")),
     Index("alerts_muted", "muted_by", postgresql_where=MUTED_FIRING, sqlite_where=MUTED_FIRING),
+    # Reports (0008): deliveries and episodes by startsAt read from the index alone (never the labels).
+    Index("alerts_report_starts", "starts_at", "occurrences"),
 )
 
 # Single alerts that could not be accepted inside an otherwise good body: kept with the reason.
@@ -125,6 +127,8 @@ incidents = Table(
     Index("incidents_state", "state", "id"),
     Index("incidents_service", "service", "state", "id"),
     Index("incidents_signature", "signature_hash", "opened_at"),
+    # Reports (0008): MTBF reads each service's intervals in start order from the index alone.
+    Index("incidents_report_service", "service", "detected_at", "restored_at", "resolved_at", "state"),
     Index("incidents_problem", "problem_id", postgresql_where=text("problem_id IS NOT NULL"),
           sqlite_where=text("problem_id IS NOT NULL")),
     Index("incidents_resolve_at", "resolve_at", postgresql_where=text("resolve_at IS NOT NULL"),
