@@ -1,8 +1,11 @@
 """Report queries: every figure is aggregated in the database, per group, in SQL that SQLite and PostgreSQL both run.
 
 Percentiles are ranked with window functions (ROW_NUMBER and COUNT over the group's partition), never by loading
-the durations. MTBF is computed per group and service in SQL (gaps-and-islands union of the incident intervals);
+the durations. MTBF is computed per group and service in SQL (the union of the incident intervals, one window);
 only those per-service figures (one row per group and service) reach Python for their mean/median/p90.
+
+Speed (docs/benchmarks.md, "Reports"): no GROUP BY or PARTITION BY on a constant (`_grouped`), table scans of the
+incidents (`unindexed`), MTBF from the covering index incidents_report_service.
 """
 
 from __future__ import annotations

@@ -68,8 +68,6 @@ alerts = Table(
     Index("alerts_expiry", "expires_at", postgresql_where=text("expires_at IS NOT NULL"),
           sqlite_where=text("expires_at IS NOT NULL")),
     Index("alerts_muted", "muted_by", postgresql_where=MUTED_FIRING, sqlite_where=MUTED_FIRING),
-    # Reports (0008): deliveries and episodes by startsAt read from the index alone (never the labels).
-    Index("alerts_report_starts", "starts_at", "occurrences"),
 )
 
 # Single alerts that could not be accepted inside an otherwise good body: kept with the reason.
