@@ -105,6 +105,7 @@ class Daemon:
         self.lock = DaemonLock(path) if path else None
         self.store = SqlStore(self.db, readers=config.storage.pool_size)
         self.store.writer.on_batch = self.metrics.observe_batch
+        self.store.writer.on_error = self.metrics.writer_error
         self.pipeline = PipelineWorker(
             self.store, self.clock, self.metrics,
             batch=config.ingest.pipeline_batch, batch_bytes=config.ingest.pipeline_batch_bytes,

@@ -125,6 +125,8 @@ incidents = Table(
     Index("incidents_state", "state", "id"),
     Index("incidents_service", "service", "state", "id"),
     Index("incidents_signature", "signature_hash", "opened_at"),
+    # Reports (0008): MTBF reads each service's intervals in start order from the index alone.
+    Index("incidents_report_service", "service", "detected_at", "restored_at", "resolved_at", "state"),
     Index("incidents_problem", "problem_id", postgresql_where=text("problem_id IS NOT NULL"),
           sqlite_where=text("problem_id IS NOT NULL")),
     Index("incidents_resolve_at", "resolve_at", postgresql_where=text("resolve_at IS NOT NULL"),
