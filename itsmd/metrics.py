@@ -117,6 +117,13 @@ class Metrics:
         self.automation_enabled = Gauge(
             "itsmd_automation_enabled", "1 when the persisted run-time automation switch is on.", registry=r
         )
+        # Scale-out (issue 11): the role of this replica and how often it changed.
+        self.leader = Gauge("itsmd_leader", "1 while this replica leads (pipeline, timers, reconciliation).",
+                            registry=r)
+        self.leadership_changes = Counter(
+            "itsmd_leadership_changes_total", "Times this replica became leader or stepped down, by new role.",
+            ["role"], registry=r,
+        )
 
     def config_loaded(self, ok: bool, at: float | None) -> None:
         self.config_ok.set(1 if ok else 0)

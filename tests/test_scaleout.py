@@ -1,0 +1,249 @@
+"""Scale-out: three `itsmd serve` replicas on one real PostgreSQL (issue 11, DESIGN §2 Scale-out).
+
+Exactly one replica leads and another takes over when it is killed; every replica ingests, and the same
+Alertmanager group posted to all of them at once makes one incident; no run is executed twice across leader
+kills; PostgreSQL cut off (a TCP proxy between the replicas and the server) makes the webhook answer 503 and
+everything recovers after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import POSTGRES_URL, reset_postgres
+from tests.process import WEBHOOK, Daemons, ServeProcess, firing_alert, webhook_body
+from tests.replicas import TAKEOVER_WAIT, Replicas
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres,
+              pytest.mark.skipif(not POSTGRES_URL, reason="set ITSMD_TEST_POSTGRES to run the scale-out tests")]
+
+
+@pytest.fixture
+def database() -> str:
+    assert POSTGRES_URL
+    reset_postgres(POSTGRES_URL).engine.dispose()
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    with Daemons(tmp_path) as d:
+        yield d
+
+
+async def post(session: aiohttp.ClientSession, p: ServeProcess, alerts: list[dict[str, object]]) -> int:
+    try:
+        async with session.post(f"{p.url}{WEBHOOK}", json=webhook_body(alerts), headers=p.ingest_headers()) as r:
+            return r.status
+    except (aiohttp.ClientError, TimeoutError):
+        return 0
+
+
+def down(instance: str) -> dict[str, object]:
+    return firing_alert({"alertname": "Down", "instance": instance})
+
+
+async def leader_metric(session: aiohttp.ClientSession, p: ServeProcess) -> float:
+    async with session.get(f"{p.url}/metrics") as resp:
+        text = await resp.text()
+    return next(float(line.split()[1]) for line in text.splitlines() if line.startswith("itsmd_leader "))
+
+
+async def test_one_leader_and_takeover_after_kill(daemons: Daemons, database: str, tmp_path: Path) -> None:
+    cluster = Replicas(daemons, tmp_path / "shared", database)
+    await cluster.start()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
+        first = await cluster.leader(s)
+        for _ in range(5):  # it stays so: one leader, the others follow
+            roles = await cluster.roles(s)
+            assert sorted(roles.values()) == ["follower", "follower", "leader"], roles
+            await asyncio.sleep(0.3)
+        assert [await leader_metric(s, p) for p in cluster.all] == [
+            1.0 if p is first else 0.0 for p in cluster.all]
+        async with s.get(f"{first.url}/-/ready") as resp:
+            assert resp.status == 200 and resp.headers["X-Itsmd-Role"] == "leader"
+        follower = next(p for p in cluster.all if p is not first)
+        async with s.get(f"{follower.url}/-/ready") as resp:
+            assert resp.status == 200 and resp.headers["X-Itsmd-Role"] == "follower"
+
+        first.kill9()
+        second = await cluster.leader(s, TAKEOVER_WAIT)
+        assert second is not first
+        await first.start_async()  # back as a follower
+        await asyncio.sleep(1.5)
+        roles = await cluster.roles(s)
+        assert sorted(roles.values()) == ["follower", "follower", "leader"], roles
+        assert roles[cluster.all.index(second)] == "leader"
+
+        # The new leader continues from the inbox: alerts posted to a follower now are processed.
+        assert await post(s, first, [down("after-takeover")]) == 200
+        alerts, _ = await cluster.settled(s, {"after-takeover"})
+        assert [a["labels"]["instance"] for a in alerts] == ["after-takeover"]
+
+
+async def test_same_group_posted_to_every_replica_at_once(daemons: Daemons, database: str, tmp_path: Path) -> None:
+    cluster = Replicas(daemons, tmp_path / "shared", database, hold=0.0)
+    await cluster.start()
+    instances = [f"host-{i}" for i in range(20)]
+    group = [down(i) for i in instances]
+    rounds = 5
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
+        await cluster.leader(s)
+        for _ in range(rounds):  # each round: the whole group to all three at the same moment (an HA pair + LB)
+            statuses = await asyncio.gather(*(post(s, p, group) for p in cluster.all))
+            assert statuses == [200, 200, 200]
+        alerts, runs = await cluster.settled(s, set(instances))
+        incidents = await _incidents(s, cluster.all[1])
+    by_instance = Counter(a["labels"]["instance"] for a in alerts)
+    assert by_instance == Counter(instances), "one alert per instance: no duplicates"
+    assert all(a["occurrences"] == 3 * rounds for a in alerts)  # every delivery counted (DESIGN §1.6 item 1)
+    assert len(incidents) == len(instances) and len({a["incident_id"] for a in alerts}) == len(instances)
+    assert Counter(r["incident_id"] for r in runs) == Counter({i["id"]: 1 for i in incidents})
+    assert max(cluster.executions().values()) == 1
+
+
+async def _incidents(s: aiohttp.ClientSession, p: ServeProcess) -> list[dict[str, object]]:
+    from tests.replicas import list_all
+    return await list_all(s, p, "/api/v1/incidents")
+
+
+async def test_no_run_executed_twice_across_leader_kills(daemons: Daemons, database: str, tmp_path: Path) -> None:
+    cluster = Replicas(daemons, tmp_path / "shared", database, hold=1.0)
+    await cluster.start()
+    expected: set[str] = set()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
+        for round_ in range(3):
+            leader = await cluster.leader(s)
+            batch = [f"r{round_}-{i}" for i in range(6)]
+            expected |= set(batch)
+            target = next(p for p in cluster.alive if p is not leader)
+            assert await post(s, target, [down(i) for i in batch]) == 200
+            await asyncio.sleep(1.2)  # runs are executing (each step takes 1 s) on some replicas
+            leader.kill9()
+            await cluster.leader(s)
+            await leader.start_async()
+        alerts, runs = await cluster.settled(s, expected)
+    executions = cluster.executions()
+    assert executions and max(executions.values()) == 1, f"a run executed twice: {executions.most_common(3)}"
+    states = Counter(r["state"] for r in runs)
+    assert set(states) <= {"succeeded", "unknown"}, states  # a step cut short by a kill is unknown, never redone
+    for r in runs:
+        if r["state"] == "succeeded":
+            assert executions[r["id"]] == 1, r
+    assert len({a["labels"]["instance"] for a in alerts}) == len(alerts) == len(expected)
+
+
+class Proxy:
+    """A TCP proxy to PostgreSQL that the test cuts (every connection closed, new ones refused) and restores."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.open = True
+        self._pipes: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.open:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._pipes |= {writer, up_writer}
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                w.close()
+                self._pipes.discard(w)
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        self.open = False
+        for w in list(self._pipes):
+            w.transport.abort()
+        self._pipes.clear()
+
+    def restore(self) -> None:
+        self.open = True
+
+    async def close(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_postgres_outage_under_load(daemons: Daemons, database: str, tmp_path: Path) -> None:
+    from sqlalchemy.engine import make_url
+    url = make_url(database)
+    proxy = Proxy(url.port or 5432)
+    await proxy.start()
+    via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    cluster = Replicas(daemons, tmp_path / "shared", via_proxy, hold=0.0)
+    try:
+        await cluster.start()
+        accepted: set[str] = set()
+        statuses: list[tuple[str, int]] = []  # (phase, status)
+        phase = "before"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
+            await cluster.leader(s)
+            n = 0
+
+            async def load() -> None:  # Alertmanager's way: a delivery not answered 2xx is sent again
+                nonlocal n
+                while phase != "done":
+                    n += 1
+                    name = f"load-{n}"
+                    p = cluster.all[n % len(cluster.all)]
+                    while True:
+                        status = await post(s, p, [down(name)])
+                        statuses.append((phase, status))
+                        if status == 200:
+                            accepted.add(name)
+                            break
+                        if phase == "done":
+                            return
+                        await asyncio.sleep(0.2)
+                    await asyncio.sleep(0.05)
+
+            loader = asyncio.create_task(load())
+            await asyncio.sleep(2.0)
+            proxy.cut()
+            phase = "outage"
+            await asyncio.sleep(1.0)  # in-flight requests of the moment of the cut end either way
+            phase = "outage-settled"
+            await asyncio.sleep(4.0)
+            during = [st for ph, st in statuses if ph == "outage-settled"]
+            proxy.restore()
+            phase = "after"
+            await cluster.leader(s, TAKEOVER_WAIT)
+            await asyncio.sleep(3.0)
+            phase = "done"
+            await loader
+            assert during and set(during) == {503}, Counter(during)  # the webhook says: not stored, retry
+            assert any(st == 200 for ph, st in statuses if ph == "after")
+            alerts, _ = await cluster.settled(s, accepted)
+        got = Counter(a["labels"]["instance"] for a in alerts)
+        assert set(got) == accepted and max(got.values()) == 1
+        assert all(p.running for p in cluster.all)  # nobody crashed over the outage
+    finally:
+        await proxy.close()
