@@ -24,6 +24,9 @@ rules:
     match: ['alertname="Down"']
     group_by: [instance]
     playbooks: [act]
+  - name: page
+    match: ['alertname="Page"']
+    group_by: [instance]
 """
 # The step appends "<run id> <instance>" to runs.out: a line per execution.
 SCRIPT = """\

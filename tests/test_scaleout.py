@@ -9,14 +9,17 @@ everything recovers after.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from tests.conftest import POSTGRES_URL, reset_postgres
+from tests.notify_sinks import HttpSink
 from tests.process import WEBHOOK, Daemons, ServeProcess, firing_alert, webhook_body
 from tests.replicas import TAKEOVER_WAIT, Replicas
 
@@ -137,6 +140,42 @@ async def test_no_run_executed_twice_across_leader_kills(daemons: Daemons, datab
         if r["state"] == "succeeded":
             assert executions[r["id"]] == 1, r
     assert len({a["labels"]["instance"] for a in alerts}) == len(alerts) == len(expected)
+
+
+def escalated(sink: HttpSink) -> Counter[str]:
+    """incident id -> escalate pages received."""
+    return Counter(b["incident"]["id"] for b in sink.bodies("/hook") if b["event"] == "escalate")
+
+
+class SlowSink(HttpSink):
+    """Takes 0.2 s per delivery: the leader is still sending when the other replicas look for due pages."""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(0.2)
+        return await super().handle(request)
+
+
+async def test_every_page_is_sent_once_by_the_replicas(daemons: Daemons, database: str, tmp_path: Path) -> None:
+    sink = await SlowSink().start()
+    try:
+        (tmp_path / "hook.url").write_text(sink.url("/hook") + "\n")
+        cluster = Replicas(daemons, tmp_path / "shared", database, extra={"notifiers": [
+            {"name": "hooks", "type": "webhook", "url_file": str(tmp_path / "hook.url"), "default": True}]})
+        await cluster.start()
+        instances = [f"page-{i}" for i in range(30)]
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
+            await cluster.leader(s)
+            alerts = [firing_alert({"alertname": "Page", "instance": i}) for i in instances]
+            assert await post(s, cluster.all[0], alerts) == 200
+            deadline = time.monotonic() + 60
+            while len(escalated(sink)) < len(instances) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(3.0)  # three senders polling every second: a duplicate would have come by now
+        sent = escalated(sink)
+        assert len(sent) == len(instances), sent
+        assert max(sent.values()) == 1, f"a page sent twice: {sent.most_common(3)}"
+    finally:
+        await sink.close()
 
 
 class Proxy:

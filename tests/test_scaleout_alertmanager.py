@@ -132,7 +132,8 @@ async def test_leader_killed_at_random_moments_behind_an_alertmanager_ha_pair(
             incidents = await list_all(s, cluster.alive[0], "/api/v1/incidents")
     finally:
         pair.close()
-    print(f"takeover seconds over {len(takeovers)} kills: " + " ".join(f"{t:.2f}" for t in sorted(takeovers)))
+    print(f"takeover seconds over {len(takeovers)} kills: " + " ".join(f"{t:.2f}" for t in sorted(takeovers))
+          + f"; runs {dict(Counter(r['state'] for r in runs))}")
     instances = Counter(a["labels"]["instance"] for a in alerts)
     assert instances == Counter(expected), "every accepted alert stored once: none lost, none doubled"
     assert len(incidents) == len(expected), "one incident per group: none doubled"
