@@ -272,6 +272,7 @@ async def test_postgres_outage_under_load(daemons: Daemons, database: str, tmp_p
             phase = "outage-settled"
             await asyncio.sleep(4.0)
             during = [st for ph, st in statuses if ph == "outage-settled"]
+            assert [await leader_metric(s, p) for p in cluster.all] == [0.0] * 3  # nobody leads without it
             proxy.restore()
             phase = "after"
             await cluster.leader(s, TAKEOVER_WAIT)
@@ -284,5 +285,37 @@ async def test_postgres_outage_under_load(daemons: Daemons, database: str, tmp_p
         got = Counter(a["labels"]["instance"] for a in alerts)
         assert set(got) == accepted and max(got.values()) == 1
         assert all(p.running for p in cluster.all)  # nobody crashed over the outage
+    finally:
+        await proxy.close()
+
+
+async def test_a_leader_cut_off_from_postgres_steps_down_and_another_leads(
+        daemons: Daemons, database: str, tmp_path: Path) -> None:
+    from sqlalchemy.engine import make_url
+    url = make_url(database)
+    proxy = Proxy(url.port or 5432)
+    await proxy.start()
+    via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    cluster = Replicas(daemons, tmp_path / "shared", database, hold=0.0)
+    cut_off = cluster.all[0]
+    cut_off.extra["database"] = via_proxy  # only this one reaches PostgreSQL through the proxy
+    cut_off.write_config()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
+            await cut_off.start_async()
+            assert await cluster.leader(s) is cut_off  # alone, it leads
+            await asyncio.gather(*(p.start_async() for p in cluster.all[1:]))
+            proxy.cut()
+            successor = await cluster.leader(s, TAKEOVER_WAIT)
+            assert successor is not cut_off
+            assert await leader_metric(s, cut_off) == 0.0
+            assert await post(s, cut_off, [down("lost-here")]) == 503  # not stored: Alertmanager sends it again
+            assert await post(s, successor, [down("stored-there")]) == 200
+            proxy.restore()
+            await asyncio.sleep(2.0)
+            assert await leader_metric(s, cut_off) == 0.0  # back as a follower: one leader at a time
+            assert await post(s, cut_off, [down("back")]) == 200
+            alerts, _ = await cluster.settled(s, {"stored-there", "back"})
+        assert sorted(a["labels"]["instance"] for a in alerts) == ["back", "stored-there"]
     finally:
         await proxy.close()
