@@ -61,7 +61,6 @@ class Leadership:
         self.role = Role.FOLLOWER
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
         metrics.leader.set(0)
 
     def start(self) -> None:
@@ -75,15 +74,15 @@ class Leadership:
             await self._apply(Decision(Role.FOLLOWER, False, True, "stopping"))
         await self._drop()
 
-    async def wait_change(self) -> None:
-        """Until the role next changes (tests)."""
-        self._changed.clear()
-        await self._changed.wait()
-
     async def _loop(self) -> None:
         while True:
-            decision = decide(self.role, await self._probe())
-            await self._apply(decision)
+            try:
+                await self._apply(decide(self.role, await self._probe()))
+            except Exception:  # a bug must not end leadership for good: step down, try again later
+                log.exception("leadership: unexpected error")
+                if self.role is Role.LEADER:
+                    await self._apply(Decision(Role.FOLLOWER, False, True, "unexpected error"))
+                await self._drop()
             await asyncio.sleep(self.timers.heartbeat if self.role is Role.LEADER else self.timers.retry)
 
     async def _apply(self, d: Decision) -> None:
@@ -91,13 +90,17 @@ class Leadership:
             self._set(Role.FOLLOWER, d.reason)
             try:
                 await self._follow()
+            except Exception:
+                log.exception("leadership: ending the leader duties failed")
             finally:
                 await self._drop()  # only now may another replica take the lock
         if d.start:
             self._set(Role.LEADER, d.reason)
             try:
                 await self._lead()
-            except (StorageError, OSError) as e:
+            except Exception as e:  # StorageError above all: the database went away meanwhile
+                if not isinstance(e, StorageError | OSError):
+                    log.exception("leadership: starting the leader duties failed")
                 log.warning("could not start the leader duties, stepping down: %s", e)
                 await self._apply(Decision(Role.FOLLOWER, False, True, "the leader duties did not start"))
 
@@ -106,7 +109,6 @@ class Leadership:
         self._metrics.leader.set(1 if role is Role.LEADER else 0)
         self._metrics.leadership_changes.labels(role.value).inc()
         log.warning("this replica is now %s: %s", role.value, reason)
-        self._changed.set()
 
     async def _probe(self) -> Probe:
         if self.role is Role.LEADER:
