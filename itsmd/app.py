@@ -135,6 +135,8 @@ class Daemon:
         self.leadership = None if self.db.is_sqlite else Leadership(
             config.database, self.lead, self.follow, self.metrics, self.timers.leadership)
         self.outbox.shared = self.leadership is not None
+        if self.leadership is None:
+            self.metrics.leader.set(1)
         self._ready = False
         self.web = WebContext(
             store=self.store,
