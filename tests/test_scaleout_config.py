@@ -48,3 +48,14 @@ def test_changing_scaleout_needs_a_restart(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "listen: 127.0.0.1:9797\n"), {}, tmp_path)
     changed = replace(config, scaleout=Scaleout(leader_retry=5.0))
     assert any("scaleout" in p for p in restart_needed(config, changed))
+
+
+async def test_a_sqlite_daemon_leads_alone(tmp_path: Path) -> None:
+    from tests import daemon as d
+    dm = d.daemon(d.config(tmp_path))
+    await dm.start_core()
+    try:
+        assert dm.leadership is None and dm.role == "leader"
+        assert dm.metrics.leader._value.get() == 1  # type: ignore[attr-defined]
+    finally:
+        await dm.stop()
