@@ -134,6 +134,14 @@ class Metrics:
             ["playbook"], registry=r,
         )
 
+        # Scale-out (issue 11): the role of this replica and how often it changed.
+        self.leader = Gauge("itsmd_leader", "1 while this replica leads (pipeline, timers, reconciliation).",
+                            registry=r)
+        self.leadership_changes = Counter(
+            "itsmd_leadership_changes_total", "Times this replica became leader or stepped down, by new role.",
+            ["role"], registry=r,
+        )
+
     def writer_error(self, error: str, writes: int) -> None:
         """Count writes the writer could not commit (called on the event loop)."""
         self.writer_errors.labels(error).inc(writes)

@@ -92,6 +92,32 @@ def due(conn: Connection, now: datetime, limit: int) -> list[Row]:
     return [dict(r._mapping) for r in conn.execute(q)]
 
 
+def claim(conn: Connection, now: datetime, lease_until: datetime, limit: int) -> list[Row]:
+    """Take the due pages (as `due` picks them) for one sender until `lease_until`: their next attempt moves to
+    then, so no other sender takes them meanwhile, and a sender that dies leaves them due again after it. On
+    PostgreSQL the rows are locked with SKIP LOCKED, so concurrent replicas never take the same page. Rows are
+    returned as they were before the claim."""
+    earlier = aliased(pages)
+    blocked = exists().where(earlier.c.state == PENDING, earlier.c.incident_id == pages.c.incident_id,
+                             earlier.c.notifier == pages.c.notifier, earlier.c.id < pages.c.id)
+    q = (select(pages).where(pages.c.state == PENDING, pages.c.next_attempt_at <= now, ~blocked)
+         .order_by(pages.c.id).limit(limit))
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(of=pages, skip_locked=True)
+    rows = [dict(r._mapping) for r in conn.execute(q)]
+    if rows:
+        conn.execute(update(pages).where(pages.c.id.in_([r["id"] for r in rows]))
+                     .values(next_attempt_at=lease_until))
+    return rows
+
+
+def renew(conn: Connection, leases: dict[int, datetime], lease_until: datetime) -> None:
+    """Extend the leases of pages still claimed as `leases` says (id -> the lease's end as claimed)."""
+    for page_id, until in leases.items():
+        conn.execute(update(pages).where(pages.c.id == page_id, pages.c.state == PENDING,
+                                         pages.c.next_attempt_at == until).values(next_attempt_at=lease_until))
+
+
 def next_attempt(conn: Connection) -> datetime | None:
     return conn.execute(select(func.min(pages.c.next_attempt_at)).where(pages.c.state == PENDING)).scalar()
 

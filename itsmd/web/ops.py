@@ -50,7 +50,8 @@ def _probe(conn: Connection) -> None:
 
 @requires(None)
 async def ready(request: web.Request) -> web.Response:
-    """Ready when the schema is migrated and a write transaction goes through the writer."""
+    """Ready when the schema is migrated and a write transaction goes through the writer. Followers are ready
+    too (they ingest and serve); the `X-Itsmd-Role` header says which role this replica holds."""
     c = ctx(request)
     if not c.ready():
         return web.Response(status=503, text="starting\n")
@@ -58,7 +59,7 @@ async def ready(request: web.Request) -> web.Response:
         await asyncio.wait_for(c.store.write(_probe), READY_TIMEOUT)
     except (StorageError, TimeoutError):
         return web.Response(status=503, text="storage unavailable\n")
-    return web.Response(text="ready\n")
+    return web.Response(text="ready\n", headers={"X-Itsmd-Role": c.role()})
 
 
 @requires(Permission.ADMINISTER)
