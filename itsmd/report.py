@@ -54,6 +54,7 @@ def _figures(conn: Connection, scope: Scope, s: Settings, now: datetime) -> dict
     mtbf = _mtbf(sql.mtbf_rows(conn, scope), scope)
     alerts = sql.alert_counts(conn, scope)
     runs = sql.playbook_runs(conn, scope)
+    resolved = sql.resolutions(conn, scope)
     groups = set(counts) | set(alerts)
     if scope.by is None:
         groups = {""}
@@ -75,6 +76,7 @@ def _figures(conn: Connection, scope: Scope, s: Settings, now: datetime) -> dict
             "noise_reduction": core.reduction(c.incidents, a.episodes),
             "sla_breaches": {p: {"ack": breaches.get(p, (0, 0))[0], "restore": breaches.get(p, (0, 0))[1]}
                              for p in sorted(s.sla)},
+            "resolutions": resolved.get(g, dict.fromkeys(sql.RESOLUTIONS, 0)),
         }
     return out
 
