@@ -16,13 +16,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
-WIDTH = 560  # viewBox units; the SVG scales to its container's width
-PLOT_HEIGHT = 200
-LEFT, RIGHT, TOP, BOTTOM = 64, 12, 16, 56
-FONT = 13
-ROW = 40  # a ranking's row: its label and its bar
+WIDTH = 480  # viewBox units; the SVG scales to its container's width (about 1:1 on a laptop, 0.7 on a phone)
+PLOT_HEIGHT = 180
+LEFT, RIGHT, TOP, BOTTOM = 62, 10, 16, 34  # BOTTOM: the category labels; the legend's rows come below
+FONT = 15
+LEGEND_ROW = 22
+CHAR = 9.0  # a generous width of one character at FONT, to lay out the legend
+ROW = 42  # a ranking's row: its label and its bar
 TICKS = 5
-LABEL_CHARS = 60  # a ranking's label is cut to this many characters (the whole text is in the bar's <title>)
+LABEL_CHARS = 52  # a ranking's label is cut to this many characters (the whole text is in the bar's <title>)
 EMPTY = "No incidents in this range."
 COLOURS = ("#1f5fbf", "#c2410c", "#1a7f37", "#6e40c9")  # told apart by pattern and legend too
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
@@ -151,20 +153,35 @@ def _fill(chart_id: str, k: int) -> str:
     return COLOURS[0] if k % 4 == 0 else f"url(#{text(chart_id)}-p{k})"
 
 
-def _legend(chart_id: str, names: Sequence[str], y: float, lines: bool = False) -> list[str]:
-    out, x = ['<g class="legend">'], float(LEFT)
+def _legend_rows(names: Sequence[str]) -> list[list[tuple[int, str, float]]]:
+    """The legend's entries (index, name, x) in rows that fit the width."""
+    rows: list[list[tuple[int, str, float]]] = [[]]
+    x = float(LEFT)
     for k, name in enumerate(names):
-        colour = COLOURS[k % len(COLOURS)]
-        if lines:
-            dash = ' stroke-dasharray="6 4"' if k % 2 else ""
-            out.append(f'<line x1="{x:g}" y1="{y - 4:g}" x2="{x + 22:g}" y2="{y - 4:g}" stroke="{colour}" '
-                       f'stroke-width="2.5"{dash}/>')
-            out.append(_marker(k, x + 11, y - 4, colour))
-        else:
-            out.append(f'<rect x="{x:g}" y="{y - 12:g}" width="22" height="14" fill="{_fill(chart_id, k)}" '
-                       f'stroke="{colour}"/>')
-        out.append(f'<text x="{x + 28:g}" y="{y:g}">{text(name)}</text>')
-        x += 40 + 7.5 * len(name)
+        need = 44 + CHAR * len(name)
+        if rows[-1] and x + need > WIDTH:
+            rows.append([])
+            x = float(LEFT)
+        rows[-1].append((k, name, x))
+        x += need
+    return rows
+
+
+def _legend(chart_id: str, rows: list[list[tuple[int, str, float]]], top: float, lines: bool = False) -> list[str]:
+    out = ['<g class="legend">']
+    for r, row in enumerate(rows):
+        y = top + LEGEND_ROW * (r + 1) - 6
+        for k, name, x in row:
+            colour = COLOURS[k % len(COLOURS)]
+            if lines:
+                dash = ' stroke-dasharray="6 4"' if k % 2 else ""
+                out.append(f'<line x1="{x:g}" y1="{y - 5:g}" x2="{x + 24:g}" y2="{y - 5:g}" stroke="{colour}" '
+                           f'stroke-width="2.5"{dash}/>')
+                out.append(_marker(k, x + 12, y - 5, colour))
+            else:
+                out.append(f'<rect x="{x:g}" y="{y - 13:g}" width="24" height="16" fill="{_fill(chart_id, k)}" '
+                           f'stroke="{colour}"/>')
+            out.append(f'<text x="{x + 30:g}" y="{y:g}">{text(name)}</text>')
     out.append("</g>")
     return out
 
@@ -172,7 +189,8 @@ def _legend(chart_id: str, names: Sequence[str], y: float, lines: bool = False) 
 def _marker(k: int, x: float, y: float, colour: str) -> str:
     if k % 2 == 0:
         return f'<circle cx="{x:g}" cy="{y:g}" r="4" fill="{colour}"/>'
-    return f'<rect x="{x - 4:g}" y="{y - 4:g}" width="8" height="8" fill="#fff" stroke="{colour}" stroke-width="2"/>'
+    # hollow, so a mean drawn at the same place still shows inside it
+    return f'<rect x="{x - 5:g}" y="{y - 5:g}" width="10" height="10" fill="none" stroke="{colour}" stroke-width="2"/>'
 
 
 def _axis(scale: Scale, tick_values: Sequence[float], value_text: ValueText) -> list[str]:
@@ -186,7 +204,7 @@ def _axis(scale: Scale, tick_values: Sequence[float], value_text: ValueText) -> 
 
 
 def _category_labels(categories: Sequence[str], short: Callable[[str], str], band: float) -> list[str]:
-    y = TOP + PLOT_HEIGHT + 18
+    y = TOP + PLOT_HEIGHT + 20
     out = ['<g class="categories">']
     for k, c in enumerate(categories):
         x = LEFT + band * (k + 0.5)
@@ -219,7 +237,8 @@ def columns(chart_id: str, title: str, categories: Sequence[str], series: Sequen
     tick_values = ticks(max(totals))
     scale = Scale(tick_values[-1], TOP + PLOT_HEIGHT, PLOT_HEIGHT)
     band = (WIDTH - LEFT - RIGHT) / len(categories)
-    height = TOP + PLOT_HEIGHT + BOTTOM
+    legend = _legend_rows([s.name for s in series])
+    height = TOP + PLOT_HEIGHT + BOTTOM + LEGEND_ROW * len(legend)
     out = _open(chart_id, title, _describe(categories, series, value_text), height)
     out += _patterns(chart_id, len(series)) + _axis(scale, tick_values, value_text)
     bar = band * (0.6 if stacked else 0.8)
@@ -245,7 +264,7 @@ def columns(chart_id: str, title: str, categories: Sequence[str], series: Sequen
                 base += v
         out.append("</g>")
     out += _category_labels(categories, short, band)
-    out += _legend(chart_id, [s.name for s in series], height - 8)
+    out += _legend(chart_id, legend, TOP + PLOT_HEIGHT + BOTTOM)
     out.append("</svg>")
     return "\n".join(out)
 
@@ -261,7 +280,8 @@ def lines(chart_id: str, title: str, categories: Sequence[str], series: Sequence
     tick_values = ticks(top, durations=value_text is duration_text)
     scale = Scale(tick_values[-1], TOP + PLOT_HEIGHT, PLOT_HEIGHT)
     band = (WIDTH - LEFT - RIGHT) / len(categories)
-    height = TOP + PLOT_HEIGHT + BOTTOM
+    legend = _legend_rows([s.name for s in series])
+    height = TOP + PLOT_HEIGHT + BOTTOM + LEGEND_ROW * len(legend)
     out = _open(chart_id, title, _describe(categories, series, value_text), height)
     out += _axis(scale, tick_values, value_text)
     for j, s in enumerate(series):
@@ -285,7 +305,7 @@ def lines(chart_id: str, title: str, categories: Sequence[str], series: Sequence
         out += points
         out.append("</g>")
     out += _category_labels(categories, short, band)
-    out += _legend(chart_id, [s.name for s in series], height - 8, lines=True)
+    out += _legend(chart_id, legend, TOP + PLOT_HEIGHT + BOTTOM, lines=True)
     out.append("</svg>")
     return "\n".join(out)
 
@@ -297,7 +317,7 @@ def ranking(chart_id: str, title: str, bars: Sequence[Bar], *, value_text: Value
     if not _has_data([b.value for b in bars]):
         return empty(empty_text)
     tick_values = ticks(max(b.value for b in bars))
-    value_room = 150  # the value and note after the longest bar
+    value_room = 170  # the value and note after the longest bar
     scale = Scale(tick_values[-1], 8, WIDTH - 8 - value_room, upwards=False)
     height = ROW * len(bars) + 8
     desc = "; ".join(f"{b.label}: {value_text(b.value)}{', ' + b.note if b.note else ''}" for b in bars) + "."
@@ -307,10 +327,10 @@ def ranking(chart_id: str, title: str, bars: Sequence[Bar], *, value_text: Value
         label = b.label if len(b.label) <= LABEL_CHARS else b.label[:LABEL_CHARS - 1] + "…"
         end = scale(b.value)
         after = value_text(b.value) + (f" · {b.note}" if b.note else "")
-        mark = (f'<text x="8" y="{y + 12}">{text(label)}</text>'
-                f'<rect class="bar" x="8" y="{y + 17}" width="{max(end - 8, 1):g}" height="14" '
+        mark = (f'<text x="8" y="{y + 13}">{text(label)}</text>'
+                f'<rect class="bar" x="8" y="{y + 19}" width="{max(end - 8, 1):g}" height="16" '
                 f'fill="{COLOURS[0]}"/>'
-                f'<text x="{end + 6:g}" y="{y + 29}">{text(after)}</text>'
+                f'<text x="{end + 6:g}" y="{y + 32}">{text(after)}</text>'
                 f'<title>{text(b.label)}: {text(after)}</title>')
         if b.href is not None:
             mark = f'<a href="{text(b.href)}">{mark}</a>'

@@ -161,7 +161,7 @@ def _charts(doc: dict[str, Any]) -> dict[str, Markup]:
         "noisiest": chart.ranking(
             "chart-noisiest", "Noisiest alert names by deliveries",
             [chart.Bar("(no alertname)" if n["alertname"] is None else str(n["alertname"]), n["deliveries"],
-                       f"{n['episodes']} episodes") for n in s.get("noisiest", [])],
+                       f"{n['episodes']} episode{'' if n['episodes'] == 1 else 's'}") for n in s.get("noisiest", [])],
             empty_text="No alerts in this range."),
     }
     sla = s["sla_breaches"]
