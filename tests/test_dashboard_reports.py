@@ -4,6 +4,7 @@ the same range, alert data escaped inside the SVG, empty ranges, the per-period 
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,7 @@ from itsmd.app import Daemon
 from itsmd.clock import FakeClock
 from itsmd.core.access import Role
 from itsmd.core.timestamp import format_time
+from itsmd.web.dashboard.reports import FiguresCache
 from tests import daemon as d
 from tests.conftest import POSTGRES_URL, reset_postgres
 
@@ -208,16 +210,57 @@ async def test_quick_ranges_and_an_empty_range(client: Client, running: tuple[Da
     assert "From <time>2026-11-19T04:00:00.000000Z</time>" in text
 
 
-async def test_figures_are_reused_for_a_while(client: Client, running: tuple[Daemon, FakeClock]) -> None:
+async def incidents_shown(client: Client, path: str, want: int) -> None:
+    """Wait (bounded) until the page shows `want` incidents: a background refresh is under way."""
+    for _ in range(200):
+        if f"<dt>Incidents</dt><dd>{want}</dd>" in await page(client, path):
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{path} never showed {want} incidents")
+
+
+async def test_figures_are_reused_then_refreshed(client: Client, running: tuple[Daemon, FakeClock]) -> None:
     dm, clock = running
     path = "/reports?from=2026-11-20&to=2026-11-26"
     assert "<dt>Incidents</dt><dd>0</dd>" in await page(client, path)
     await send(client, dm, alert("x", datetime(2026, 11, 25, 9, 0, tzinfo=UTC)))
-    assert "<dt>Incidents</dt><dd>0</dd>" in await page(client, path)  # cached
-    other = "/reports?from=2026-11-21&to=2026-11-26"  # another period: computed afresh
+    assert "<dt>Incidents</dt><dd>0</dd>" in await page(client, path)  # fresh for a minute: reused
+    other = "/reports?from=2026-11-21&to=2026-11-26"  # another period: computed at once
     assert "<dt>Incidents</dt><dd>1</dd>" in await page(client, other)
     clock.advance(61)
-    assert "<dt>Incidents</dt><dd>1</dd>" in await page(client, path)
+    # older than a minute: shown once more while the new figures are computed in the background
+    assert "<dt>Incidents</dt><dd>0</dd>" in await page(client, path)
+    await incidents_shown(client, path, 1)
+    await send(client, dm, alert("y", datetime(2026, 11, 25, 9, 0, tzinfo=UTC)))
+    clock.advance(601)  # too old to show: computed afresh, and waited for
+    assert "<dt>Incidents</dt><dd>2</dd>" in await page(client, path)
+
+
+async def test_the_cache_shares_one_computation_and_keeps_no_failure() -> None:
+    cache = FiguresCache(fresh=60, stale=600)
+    calls: list[int] = []
+    gate = asyncio.Event()
+
+    async def compute() -> dict[str, Any]:
+        calls.append(1)
+        await gate.wait()
+        return {"n": len(calls)}
+
+    waiting = [asyncio.ensure_future(cache.get(("k",), 0.0, compute)) for _ in range(3)]
+    await asyncio.sleep(0)
+    gate.set()
+    assert [await w for w in waiting] == [{"n": 1}] * 3 and len(calls) == 1
+
+    async def broken() -> dict[str, Any]:
+        raise RuntimeError("database gone")
+
+    with pytest.raises(RuntimeError):
+        await cache.get(("other",), 0.0, broken)
+    assert await cache.get(("other",), 1.0, compute) == {"n": 2}  # the failure was not kept
+    for k in range(40):  # bounded: old idle entries make room
+        await cache.get(("many", k), 2.0, compute)
+    assert len(cache.entries) <= 16
+    await cache.close()
 
 
 async def test_problem_page(client: Client, running: tuple[Daemon, FakeClock]) -> None:

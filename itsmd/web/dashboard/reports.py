@@ -4,12 +4,14 @@ The page computes no figure itself: it asks the report engine (`itsmd.report`, t
 /api/v1/reports/summary?by=week&noisiest=10` and `.../recurring`) and draws the answer as server-side SVG
 (`chart`). Ranges: the last 7, 30 or 90 days (ending at the current minute), or `from`/`to` as dates (whole days
 in `reports.timezone`, `to` included) or RFC 3339 times (`to` excluded). The engine's answers are cached per
-period for `CACHE_SECONDS`, because a report reads every incident of its period (seconds at a million alerts).
+range for `CACHE_SECONDS` and shown (dated) while a newer answer is computed, because a report reads every incident
+of its period: seconds at 100,000 incidents (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -30,6 +32,7 @@ from itsmd.core.timestamp import format_time, parse_time
 from itsmd.errors import NotFound
 from itsmd.storage import problems
 from itsmd.storage.reports import RESOLUTIONS
+from itsmd.task import cancel
 from itsmd.web.auth import requires
 from itsmd.web.context import ctx
 from itsmd.web.dashboard import chart
@@ -40,8 +43,10 @@ RANGES = {"7d": 7, "30d": 30, "90d": 90}  # the quick ranges: last N days
 DEFAULT_RANGE = "30d"
 MAX_DAYS = 366  # a longer custom range is refused (a year of weeks is the most a chart can show)
 NOISIEST = 10
-CACHE_SECONDS = 60.0  # how long the engine's answer for one period is reused
+CACHE_SECONDS = 60.0  # how long the engine's answer for one range is reused as it is
+STALE_SECONDS = 600.0  # until then an older answer is shown while a new one is computed
 CACHE_ENTRIES = 16
+log = logging.getLogger("itsmd.web")
 RESOLUTION_NAMES = {"auto_remediated": "auto-remediated", "self_healed": "self-healed",
                     "manual": "resolved by a person"}
 
@@ -85,34 +90,60 @@ def page_period(query: Mapping[str, str], now: datetime, timezone: str) -> tuple
 
 @dataclass
 class _Entry:
-    expires: float
-    task: asyncio.Task[dict[str, Any]]
+    doc: dict[str, Any] | None = None  # the last answer
+    at: float = 0.0  # when it was asked for (monotonic seconds)
+    task: asyncio.Task[dict[str, Any]] | None = None  # a computation in flight
 
 
 @dataclass
 class FiguresCache:
-    """The engine's answers per (period, settings) for `seconds`; concurrent requests for one period share one
-    computation. A failed computation is not kept."""
+    """The engine's answers per key (a quick range, or a custom period; and the settings). An answer younger
+    than `fresh` seconds is reused; an older one, up to `stale` seconds, is still shown while a new one is computed
+    in the background (the page says when its figures were computed), so only the first visit of a range waits
+    for the engine. Concurrent requests share one computation; a failed one is not kept."""
 
-    seconds: float = CACHE_SECONDS
+    fresh: float = CACHE_SECONDS
+    stale: float = STALE_SECONDS
     entries: dict[tuple[Any, ...], _Entry] = field(default_factory=dict)
+
+    def _start(self, key: tuple[Any, ...], entry: _Entry, now: float,
+               compute: Callable[[], Awaitable[dict[str, Any]]]) -> asyncio.Task[dict[str, Any]]:
+        async def run() -> dict[str, Any]:
+            try:
+                doc = await compute()
+            except BaseException:
+                log.warning("reports page: computing the figures failed", exc_info=True)
+                raise
+            finally:
+                entry.task = None
+            entry.doc, entry.at = doc, now
+            return doc
+
+        task = asyncio.ensure_future(run())
+        task.add_done_callback(lambda t: None if t.cancelled() else t.exception())  # retrieved: logged above
+        return task
 
     async def get(self, key: tuple[Any, ...], now: float,
                   compute: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         entry = self.entries.get(key)
-        if entry is None or entry.expires <= now or (entry.task.done() and entry.task.exception() is not None):
-            for old in [k for k, e in self.entries.items() if e.expires <= now and e.task.done()]:
+        if entry is None:
+            idle = [k for k, e in self.entries.items() if e.task is None]
+            for old in idle[:max(0, len(self.entries) - CACHE_ENTRIES + 1)]:
                 del self.entries[old]
-            while len(self.entries) >= CACHE_ENTRIES:
-                del self.entries[next(iter(self.entries))]
-            entry = _Entry(now + self.seconds, asyncio.ensure_future(compute()))
-            self.entries[key] = entry
-        try:
-            return await asyncio.shield(entry.task)
-        except BaseException:
-            if self.entries.get(key) is entry and entry.task.done():
-                del self.entries[key]
-            raise
+            entry = self.entries[key] = _Entry()
+        age = now - entry.at
+        if entry.doc is not None and age < self.stale:
+            if age >= self.fresh and entry.task is None:
+                entry.task = self._start(key, entry, now, compute)  # refresh in the background
+            return entry.doc
+        if entry.task is None:
+            entry.task = self._start(key, entry, now, compute)
+        return await asyncio.shield(entry.task)
+
+    async def close(self, app: web.Application | None = None) -> None:
+        """End the computations in flight (at shutdown)."""
+        for e in list(self.entries.values()):
+            await cancel(e.task)
 
 
 FIGURES = web.AppKey("itsmd.dashboard.report_figures", FiguresCache)
@@ -176,10 +207,6 @@ def _charts(doc: dict[str, Any]) -> dict[str, Markup]:
     return {k: Markup(v) for k, v in out.items()}  # noqa: S704 - chart escapes every text it draws
 
 
-def _api_query(p: Period) -> str:
-    return urlencode({"from": format_time(p.start), "to": format_time(p.end)})
-
-
 @requires(Permission.READ)
 async def report_page(request: web.Request) -> web.Response:
     """GET /reports?range=7d|30d|90d or ?from=&to=: charts of the engine's figures; 400 (the page, with the
@@ -196,15 +223,19 @@ async def report_page(request: web.Request) -> web.Response:
         resp.set_status(400)
         return resp
     cache = request.app[FIGURES]
-    key = (p.start, p.end, repr(s))
-    doc = await cache.get(key, c.clock.monotonic(),
-                          lambda: c.store.read(lambda conn: figures(conn, s, p, now)))
+
+    async def compute() -> dict[str, Any]:
+        at = c.clock.now()  # a refresh of a quick range ends at its own minute
+        period_now, _ = page_period(q, at, s.timezone) if quick else (p, quick)
+        return await c.store.read(lambda conn: figures(conn, s, period_now, at))
+
+    key = ("range", quick, repr(s)) if quick else ("period", p.start, p.end, repr(s))
+    doc = await cache.get(key, c.clock.monotonic(), compute)
     summary = doc["summary"]
-    return _render(request, "reports.html", error=None, quick=quick, period={
-        "from": format_time(p.start), "to": format_time(p.end)}, summary=summary, weeks=sorted(summary["by"]),
+    return _render(request, "reports.html", error=None, quick=quick, summary=summary, weeks=sorted(summary["by"]),
                    recurring=doc["recurring"]["items"], charts=_charts(doc), computed_at=doc["at"],
-                   cache_seconds=cache.seconds, api_query=_api_query(p), resolution_names=RESOLUTION_NAMES,
-                   **base)
+                   cache_seconds=cache.fresh, api_query=urlencode({"from": summary["from"], "to": summary["to"]}),
+                   resolution_names=RESOLUTION_NAMES, **base)
 
 
 @requires(Permission.READ)
@@ -225,7 +256,8 @@ async def problem_page(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app[FIGURES] = FiguresCache()
+    cache = app[FIGURES] = FiguresCache()
+    app.on_cleanup.append(cache.close)
     app.router.add_get("/reports", report_page)
     app.router.add_get("/problems/{id}", problem_page)
 
