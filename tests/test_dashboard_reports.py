@@ -191,12 +191,14 @@ async def test_bad_ranges_answer_a_400_page(client: Client) -> None:
         ("to=2026-11-26T25:00:00Z", "to: "),
         ("from=2026-11-20&to=2026-11-10", "from must be before to"),
         ("from=2024-01-01&to=2026-01-01", "at most 366 days"),
+        ("from=9999-12-30&to=9999-12-31", "to: out of range"),
         (f"from={EVIL}", "from: "),
     ):
         text = await page(client, f"/reports?{query}", status=400)
         assert 'role="alert"' in text and html.escape(message, quote=True).replace("&#x27;", "&#39;") in text, query
         assert '<form class="filters"' in text and "<svg" not in text  # the form stays, to correct the range
         assert EVIL not in text
+    assert "No incidents in this range." in await page(client, "/reports?from=0001-01-01&to=0001-01-02")  # edge, fine
 
 
 async def test_quick_ranges_and_an_empty_range(client: Client, running: tuple[Daemon, FakeClock]) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -53,15 +53,18 @@ RESOLUTION_NAMES = {"auto_remediated": "auto-remediated", "self_healed": "self-h
 
 def _day_or_time(text: str, zone: ZoneInfo, end: bool) -> datetime | None:
     """`YYYY-MM-DD` = that day in the zone (as an end: the next midnight, so the day is included), else RFC 3339."""
-    if len(text) == 10:
-        try:
-            day = date.fromisoformat(text)
-        except ValueError as e:
-            raise ValueError(f"not a date (YYYY-MM-DD): {text!r}") from e
-        if end:
-            day += timedelta(days=1)
-        return datetime.combine(day, time(), zone)
-    return parse_time(text)
+    try:
+        if len(text) == 10:
+            try:
+                day = date.fromisoformat(text)
+            except ValueError as e:
+                raise ValueError(f"not a date (YYYY-MM-DD): {text!r}") from e
+            if end:
+                day += timedelta(days=1)
+            return datetime.combine(day, time(), zone).astimezone(UTC)
+        return parse_time(text)
+    except OverflowError as e:  # the first or last day a datetime can hold
+        raise ValueError(f"out of range: {text!r}") from e
 
 
 def page_period(query: Mapping[str, str], now: datetime, timezone: str) -> tuple[Period, str]:
