@@ -172,7 +172,7 @@ async def test_numbers_drawn_are_the_report_apis(client: Client, running: tuple[
     [item] = recurring["items"]
     assert ranks(text, "chart-recurring") == [(item["signature"], item["incidents"])]
     assert item["incidents"] == 2 and item["problem_id"] is not None
-    assert f'<a href="/problems/{item["problem_id"]}">' in text  # in the chart and in the table
+    assert f'<a href="/problems/{item["problem_id"]}">' in text  # in the table beside the chart
     assert f'<dt>Incidents</dt><dd>{summary["incidents"]}</dd>' in text
     for w in weeks:  # the data tables say the same
         assert f'<th scope="row">{w}</th><td>{weeks[w]["incidents"]}</td>' in text

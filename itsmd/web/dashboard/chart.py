@@ -44,7 +44,6 @@ class Bar:
     label: str  # untrusted text allowed: escaped when drawn
     value: float
     note: str = ""  # written after the value (e.g. "known error")
-    href: str | None = None  # a link of this dashboard (the caller builds it from trusted ids only)
 
 
 def text(value: object) -> str:
@@ -313,7 +312,8 @@ def lines(chart_id: str, title: str, categories: Sequence[str], series: Sequence
 def ranking(chart_id: str, title: str, bars: Sequence[Bar], *, value_text: ValueText = number_text,
             empty_text: str = EMPTY) -> str:
     """Horizontal bars, largest first as given, each with its label above it and its value after it (noisiest
-    alert names, recurring problems). A bar with `href` is a link (keyboard-focusable)."""
+    alert names, recurring problems). No links inside: a `role="img"` hides them from screen readers, so links
+    belong in the table beside the chart."""
     if not _has_data([b.value for b in bars]):
         return empty(empty_text)
     tick_values = ticks(max(b.value for b in bars))
@@ -332,8 +332,6 @@ def ranking(chart_id: str, title: str, bars: Sequence[Bar], *, value_text: Value
                 f'fill="{COLOURS[0]}"/>'
                 f'<text x="{end + 6:g}" y="{y + 32}">{text(after)}</text>'
                 f'<title>{text(b.label)}: {text(after)}</title>')
-        if b.href is not None:
-            mark = f'<a href="{text(b.href)}">{mark}</a>'
         out.append(f'<g class="rank" data-label="{text(b.label)}" data-value="{b.value:g}">{mark}</g>')
     out.append("</svg>")
     return "\n".join(out)

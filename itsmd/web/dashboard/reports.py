@@ -188,8 +188,7 @@ def _charts(doc: dict[str, Any]) -> dict[str, Markup]:
         "recurring": chart.ranking(
             "chart-recurring", "Top recurring problems by incidents",
             [chart.Bar(str(i["signature"]), i["incidents"],
-                       f"down {chart.duration_text(i['downtime'])}" + (", known error" if i["known_error"] else ""),
-                       f"/problems/{i['problem_id']}" if i["problem_id"] else None)
+                       f"down {chart.duration_text(i['downtime'])}" + (", known error" if i["known_error"] else ""))
              for i in doc["recurring"]["items"]],
             empty_text=msg("No problem recurred in this range (2 or more incidents).")),
         "noisiest": chart.ranking(
