@@ -58,7 +58,8 @@ def test_stacked_columns_stack_each_week_to_its_total() -> None:
     svg = chart.columns("c", "Resolved", ["2026-W47", "2026-W48"], [
         Series("auto", "auto", [1, 2]), Series("self", "self", [3, 0]), Series("manual", "manual", [0, 2])])
     root = parse(svg)
-    assert root.get("role") == "img" and root.get("aria-labelledby") == "c-title c-desc"
+    assert root.get("role") == "img" and root.get("aria-labelledby") == "c-title"
+    assert root.get("aria-describedby") == "c-desc"
     assert root.get("viewBox", "").startswith("0 0 ") and root.get("width") is None  # scales to its container
     groups = marks(root, "group")
     assert [g.get("data-category") for g in groups] == ["2026-W47", "2026-W48"]

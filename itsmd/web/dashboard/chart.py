@@ -119,7 +119,7 @@ def empty(message: str = EMPTY) -> str:
 def _open(chart_id: str, title: str, desc: str, height: float) -> list[str]:
     cid = text(chart_id)
     return [
-        f'<svg class="chart" id="{cid}" role="img" aria-labelledby="{cid}-title {cid}-desc" '
+        f'<svg class="chart" id="{cid}" role="img" aria-labelledby="{cid}-title" aria-describedby="{cid}-desc" '
         f'viewBox="0 0 {WIDTH} {height:g}" preserveAspectRatio="xMidYMid meet" font-size="{FONT}" '
         'font-family="system-ui, sans-serif" xmlns="http://www.w3.org/2000/svg">',
         f'<title id="{cid}-title">{text(title)}</title>',
