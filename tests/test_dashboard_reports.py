@@ -18,8 +18,9 @@ from aiohttp.test_utils import TestClient
 from itsmd.app import Daemon
 from itsmd.clock import FakeClock
 from itsmd.core.access import Role
+from itsmd.core.report import Period
 from itsmd.core.timestamp import format_time
-from itsmd.web.dashboard.reports import FiguresCache
+from itsmd.web.dashboard.reports import FiguresCache, page_period
 from tests import daemon as d
 from tests.conftest import POSTGRES_URL, reset_postgres
 
@@ -275,3 +276,20 @@ async def test_problem_page(client: Client, running: tuple[Daemon, FakeClock]) -
     assert len(re.findall(r'<a href="/incidents/INC-\d+">', text)) == 2
     assert (await client.get("/problems/PRB-99999", headers=VIEW)).status == 404
     assert (await client.get("/problems/nope", headers=VIEW)).status == 404
+
+
+def test_page_periods_in_the_reports_time_zone() -> None:
+    now = datetime(2026, 11, 26, 4, 0, 30, 500, tzinfo=UTC)
+    berlin = page_period({"from": "2026-11-16", "to": "2026-11-22"}, now, "Europe/Berlin")
+    # the ISO week 2026-W47 in Berlin (UTC+1): Monday 00:00 local to the next Monday 00:00 local
+    assert berlin == (Period(datetime(2026, 11, 15, 23, tzinfo=UTC), datetime(2026, 11, 22, 23, tzinfo=UTC)), "")
+    exact = page_period({"from": "2026-11-16T10:00:00+02:00", "to": "2026-11-17T00:00:00Z"}, now, "Europe/Berlin")
+    assert exact[0] == Period(datetime(2026, 11, 16, 8, tzinfo=UTC), datetime(2026, 11, 17, tzinfo=UTC))
+    only_from = page_period({"from": "2026-11-20"}, now, "UTC")[0]
+    assert only_from == Period(datetime(2026, 11, 20, tzinfo=UTC), now)  # `to` = now, as in the API
+    week, quick = page_period({"range": "7d"}, now, "Europe/Berlin")
+    assert quick == "7d" and week.end == datetime(2026, 11, 26, 4, 0, tzinfo=UTC)  # to the minute
+    assert week.end - week.start == timedelta(days=7)
+    assert page_period({}, now, "UTC")[1] == "30d"
+    with pytest.raises(ValueError, match="range must be one of"):
+        page_period({"range": "1y"}, now, "UTC")
