@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import Connection
 
-from itsmd import incident_actions, paging, report
+from itsmd import approval, incident_actions, paging, report
 from itsmd.actions.exec import Executor
 from itsmd.actions.http import HttpCaller
 from itsmd.clock import Clock, SystemClock
@@ -64,6 +64,7 @@ class Timers:
     run_renew: float = 10.0
     run_poll: float = 5.0  # claims without a wake-up (expired leases, runs created by other replicas)
     wait_poll: float = 0.5  # wait_resolved steps look at their incident this often
+    approval_tick: float = 5.0  # runs awaiting approval past their deadline end `expired` (itsmd.approval)
 
 
 def switches(config: Config) -> Switches:
@@ -182,6 +183,7 @@ class Daemon:
         self.scheduler.every(self.timers.retention_tick, "retention", self.prune)
         self.scheduler.every(self.timers.deadline_tick, "incident-deadlines", self.run_deadlines)
         self.scheduler.every(self.timers.deadline_tick, "silence-ends", self.pipeline.release_due)
+        self.scheduler.every(self.timers.approval_tick, "approval-expiry", self.expire_approvals)
         if self.config.reports.weekly_cron:  # read at start: a reload does not move it
             self.scheduler.cron(self.config.reports.weekly_cron, self.config.reports.timezone, "weekly-report",
                                 self.weekly_report)
@@ -216,6 +218,7 @@ class Daemon:
         replay` run each time they move their fake clock, so they see what the daemon would."""
         await self.pipeline.expire_due()
         await self.run_deadlines()
+        await self.expire_approvals()
         await self.pipeline.release_due()
 
     async def reload(self, actor: str = "system") -> list[str]:
@@ -289,6 +292,14 @@ class Daemon:
             return incident_actions.deadlines(conn, now, incs.close_after) + stale
 
         return await self.store.write(work)
+
+    async def expire_approvals(self) -> int:
+        """Runs awaiting approval past their deadline end `expired`; the pager is asked to look at once."""
+        now, book = self.clock.now(), self.pipeline.routing.playbooks.by_name
+        ended = await self.store.write(partial(approval.expire_due, now=now, playbook=book))
+        for row in ended:
+            self.metrics.runs_finished.labels(row["playbook"], row["state"]).inc()
+        return len(ended)
 
     async def page(self) -> paging.Review:
         """The paging tick: decide about due incidents, write their pages to the outbox, wake the sender."""

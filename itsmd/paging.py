@@ -107,9 +107,12 @@ def run_facts(conn: Connection, incident_id: int, cycle: int) -> tuple[bool, fro
     runs = metadata.tables.get("runs")
     if runs is None:
         return False, frozenset()
-    q = select(runs.c.state).where(runs.c.incident_id == incident_id, runs.c.cycle == cycle).distinct()
-    states = set(conn.execute(q).scalars())
-    causes = {c for c in (run_cause(s) for s in states) if c is not None}
+    where = (runs.c.incident_id == incident_id, runs.c.cycle == cycle)
+    states = set(conn.execute(select(runs.c.state).where(*where).distinct()).scalars())
+    causes = {c for c in (run_cause(s) for s in states - {"expired"}) if c is not None}
+    if "expired" in states:  # whether it pages depends on the playbook's on_timeout, kept in the reason
+        reasons = conn.execute(select(runs.c.reason).where(*where, runs.c.state == "expired").distinct()).scalars()
+        causes.update(c for c in (run_cause("expired", r) for r in reasons) if c is not None)
     return bool(states & RUN_IN_PROGRESS_STATES), frozenset(causes)
 
 

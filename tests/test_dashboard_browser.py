@@ -271,3 +271,80 @@ def test_reports_page_draws_its_charts_from_real_data(daemon: ServeProcess, brow
     assert width is not None and width["width"] <= 390
     assert watch.problems == []
     ctx.close()
+
+
+GATED_RULES = ("rules:\n  - {name: gated, match: ['alertname=\"Gated\"'], group_by: [instance], playbooks: [gated],"
+               " escalate: {after: 1h}}\n")
+GATED_PLAYBOOK = """
+name: gated
+approval: {required: true, timeout: 1h}
+steps:
+  - {name: act, exec: [%s, -c, "pass"], timeout: 20s}
+"""
+
+
+@pytest.fixture
+def gated(tmp_path: Path) -> Iterator[ServeProcess]:
+    """A daemon whose one rule runs a playbook that needs approval."""
+    import sys
+
+    with Daemons(tmp_path) as made:
+        p = made.new("gated", config={"playbooks": ["playbooks/*.yaml"], "auth": {"tokens": [
+            {"name": "am", "role": "ingest", "token_file": "ingest.token"},
+            {"name": "ops", "role": "viewer", "token_env": VIEWER_ENV},
+            {"name": "oncall", "role": "operator", "token_file": "operator.token"},
+        ]}})
+        (p.dir / "operator.token").write_text(OPERATOR)
+        (p.dir / "rules").mkdir()
+        (p.dir / "rules" / "gated.yaml").write_text(GATED_RULES)
+        (p.dir / "playbooks").mkdir()
+        (p.dir / "playbooks" / "gated.yaml").write_text(GATED_PLAYBOOK % json.dumps(sys.executable))
+        p.start()
+        yield p
+
+
+def test_approve_a_run_from_the_approvals_page(gated: ServeProcess, browser: Any, artifacts: Path) -> None:
+    p = gated
+    api(p, "POST", WEBHOOK, webhook_body([firing_alert({"alertname": "Gated", "instance": "db-9"})]),
+        headers=p.ingest_headers())
+    deadline = time.monotonic() + 20.0
+    while not (waiting := api(p, "GET", "/api/v1/runs?state=awaiting_approval")["items"]):
+        if time.monotonic() > deadline:
+            pytest.fail("no run awaiting approval within 20 s")
+        time.sleep(0.1)
+    run = waiting[0]["id"]
+
+    ctx = browser.new_context(http_credentials={"username": "oncall", "password": OPERATOR},
+                              viewport={"width": 1280, "height": 800})
+    ctx.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
+    page = ctx.new_page()
+    watch = Watch(page)
+    assert page.goto(p.url + "/").status == 200
+    page.get_by_role("link", name="Approvals", exact=True).click()  # the navigation leads there
+    page.wait_for_url(f"{p.url}/approvals")
+    expect(page.locator("#approvals tbody tr")).to_have_count(1)
+    page.screenshot(path=str(artifacts / "approvals.png"), full_page=True)
+
+    # Keyboard only: Tab into the comment, type it, Tab to Approve, press Enter.
+    page.get_by_label("Comment").focus()
+    page.keyboard.type("looks safe")
+    page.keyboard.press("Tab")
+    expect(page.locator(":focus")).to_have_attribute("data-decision", "approve")
+    page.keyboard.press("Enter")
+    expect(page.locator("#approval-status")).to_contain_text(f"{run} approved by oncall")
+    page.screenshot(path=str(artifacts / "approvals-approved.png"), full_page=True)
+
+    deadline = time.monotonic() + 20.0
+    while (found := api(p, "GET", f"/api/v1/runs/{run}"))["state"] != "succeeded":
+        if time.monotonic() > deadline:
+            pytest.fail(f"the approved run did not succeed within 20 s: {found}")
+        time.sleep(0.1)
+    assert found["approved_by"] == "oncall"
+    detail = api(p, "GET", f"/api/v1/incidents/{found['incident_id']}")
+    [approved] = [e for e in detail["timeline"] if e["action"] == "run_approved"]
+    assert approved["actor"] == "oncall" and "looks safe" in approved["reason"]
+    page.reload()
+    expect(page.get_by_text("No runs are waiting for approval.")).to_be_visible()
+    assert watch.problems == []
+    ctx.close()

@@ -44,13 +44,17 @@ def replay_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any
 
 def test_fixtures_replayed_as_json(shipped: Path, capsys: pytest.CaptureFixture[str]) -> None:
     doc = replay_json(capsys, str(recording(shipped)))
-    assert set(doc) == {"incidents", "problems", "runs"} and doc["runs"] == []
+    assert set(doc) == {"incidents", "problems", "runs"}
     by_title = {i["title"]: i for i in doc["incidents"]}
     # 03/04: DiskSpaceLow on three nodes of prod-eu-1 -> one disk-space-low incident per node, waiting out
     # quiet:10m after the resolutions of 04b; their recurrence opened a problem for the cluster.
     disks = [i for i in doc["incidents"] if i["rule"] == "disk-space-low"]
     assert len(disks) == 3 and {i["state"] for i in disks} == {"open"} and {i["firing_count"] for i in disks} == {0}
     assert {i["service"] for i in disks} == {"node"}
+    # ... and each one a free-disk-space run on its host (rules/node.yaml), left pending: replay executes nothing.
+    assert sorted((r["playbook"], r["target"], r["state"]) for r in doc["runs"]) == [
+        ("free-disk-space", f"node-{n}.prod-eu-1", "pending") for n in (1, 3, 5)]
+    assert {r["incident_id"] for r in doc["runs"]} == {i["id"] for i in disks}
     [problem] = doc["problems"]
     assert problem["signature"] == 'disk-space-low{cluster="prod-eu-1"}' and problem["incident_count"] == 3
     # 11a: the HA pair's alert resolved (a stale firing from peer B is ignored) -> its incident resolved.

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from itsmd.core.approval import expiry_pages
+
 
 class Cause(StrEnum):
     """Why a human is paged; the first six are runs that ended without fixing it, (a) of item 12."""
@@ -48,8 +50,11 @@ DESCRIPTIONS = {
 }
 
 
-def run_cause(run_state: str) -> Cause | None:
-    """The paging cause of a run that ended in `run_state`, None for states that page nobody."""
+def run_cause(run_state: str, reason: str | None = None) -> Cause | None:
+    """The paging cause of a run that ended in `run_state` (with its stored `reason`), None for states that page
+    nobody. An expired approval pages unless its playbook said `on_timeout: abort` (DESIGN §1.6 item 13)."""
+    if run_state == "expired" and not expiry_pages(reason):
+        return None
     return _RUN_CAUSES.get(run_state)
 
 

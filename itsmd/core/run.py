@@ -64,6 +64,10 @@ class Reason(StrEnum):
     RUN_TIMED_OUT = "run_timed_out"
     NEEDS_HUMAN = "needs_human"  # a non-idempotent step was running at a crash: it may or may not have acted
     PLAYBOOK_MISSING = "playbook_missing"  # a reload removed the playbook before the run started
+    # Nobody approved or rejected the run within `approval.timeout` (it ends `expired`); the suffix is the
+    # playbook's `on_timeout` when it expired, so paging reads it from the stored run alone.
+    APPROVAL_TIMED_OUT_ESCALATE = "approval_timed_out_escalate"
+    APPROVAL_TIMED_OUT_ABORT = "approval_timed_out_abort"
     ERROR = "error"
 
 

@@ -13,6 +13,7 @@ from itsmd.core.incident import display_id
 from itsmd.storage import incidents, pages
 from itsmd.web.alerts import alert_json
 from itsmd.web.incidents import incident_json
+from itsmd.web.runs import runs_of_incident
 
 MAX_ALERTS = 100  # alerts carried by one page; `alert_count` tells the rest
 MAX_LISTED = 50  # incidents named by a summary page
@@ -77,6 +78,10 @@ def build(conn: Connection, page: dict[str, Any], external_url: str) -> Message:
 
 
 def runs_of(conn: Connection, incident_id: int) -> list[dict[str, Any]]:
-    """The incident's playbook runs as the API shows them; none until runs are stored (the runs work wires its
-    run JSON here)."""
-    return []
+    """The incident's playbook runs as the API shows them, without their steps' output (up to 64 KiB each; the
+    API has it) so that a page stays small."""
+    out = runs_of_incident(conn, incident_id)
+    for run in out:
+        for step in run.get("steps", []):
+            step.pop("output", None)
+    return out

@@ -183,7 +183,23 @@ class _Placer:
         pairs = {(changed[eid].rule, changed[eid].key_hash) for eid in routed}
         self._open = incidents.unresolved(conn, pairs)  # type: ignore[arg-type]
         self._last = incidents.latest(conn, pairs)  # type: ignore[arg-type]
+        self._stored = self._stored_waiting(set(pairs) - set(self._open))  # type: ignore[arg-type]
         self._waiting: dict[tuple[str, str], list[int]] = {}  # alerts of this batch below min_alerts, by key
+
+    def _stored_waiting(self, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """The stored alerts waiting for min_alerts of the keys without an unresolved incident (the batch's own
+        alerts are saved after placing, so this stays right for the whole batch)."""
+        by_rule: dict[str, list[str]] = {}
+        for rule_name, khash in pairs:
+            by_rule.setdefault(rule_name, []).append(khash)
+        out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for rule_name, hashes in by_rule.items():
+            rule = self._routing.rules.by_name(rule_name)
+            if rule is not None:
+                since = self._now - timedelta(seconds=rule.window)
+                for khash, rows in incidents.waiting(self._conn, rule_name, hashes, since).items():
+                    out[(rule_name, khash)] = rows
+        return out
 
     def place(self, eid: int) -> dict[str, Any] | None:
         """Place one routed alert; the incident that took it (None: it waits for min_alerts)."""
@@ -196,8 +212,7 @@ class _Placer:
         pair = (ep.rule, ep.key_hash)
         latest = self._last.get(pair)
         resolved_at = latest["resolved_at"] if latest and latest["state"] == State.RESOLVED else None
-        stored = [] if pair in self._open else incidents.waiting(conn, rule.name, ep.key_hash,
-                                                                 now - timedelta(seconds=rule.window))
+        stored = [] if pair in self._open else self._stored.get(pair, [])
         mine = self._waiting.setdefault(pair, [])
         decision = place(pair in self._open, resolved_at, rule.reopen_within, len(stored) + len(mine) + 1,
                          rule.min_alerts, now)
@@ -281,8 +296,10 @@ def settle(conn: Connection, routing: Routing, ids: Iterable[int], close_after: 
     ids = set(ids)
     if not ids:
         return
+    rows = incidents.get_many(conn, ids)
+    updates: list[tuple[int, dict[str, Any]]] = []
     for incident_id, counts in incidents.counts(conn, ids).items():
-        row = incidents.get(conn, incident_id)
+        row = rows.get(incident_id)
         if row is None:
             continue
         values: dict[str, Any] = {"alert_count": counts.alerts, "firing_count": counts.firing,
@@ -314,4 +331,5 @@ def settle(conn: Connection, routing: Routing, ids: Iterable[int], close_after: 
                               resolve_at=None, close_at=now + timedelta(seconds=close_after))
                 out.events.append(Event(now, "incident", incident_id, SYSTEM, "resolved", f"{p.reason} ({resolution})"))
                 out.events += cancelled
-        incidents.change(conn, incident_id, values)
+        updates.append((incident_id, values))
+    incidents.change_many(conn, updates)

@@ -49,12 +49,16 @@ def recur_opened(conn: Connection, rules: RuleSet, opened: Iterable[dict[str, An
     """Apply the recurrence decision to every incident opened in this batch (in the order they opened)."""
     out = Recurred()
     linked: set[int] = set()
+    opened = list(opened)
+    # Read once for the batch and kept current as the loop changes them.
+    latest_of = problems.latest_many(conn, [i["signature_hash"] for i in opened if i.get("signature_hash")])
     for incident in opened:
-        if incident["id"] in linked or incident.get("signature_hash") is None:
+        sig = incident.get("signature_hash")
+        if incident["id"] in linked or sig is None:
             continue
         rule = rules.by_name(incident["rule"])
         policy = rule.problem if rule is not None else None
-        row = problems.latest(conn, incident["signature_hash"])
+        row = latest_of.get(sig)
         latest = _latest(row)
         recent: list[dict[str, Any]] = []
         if policy is not None and (latest is None or latest.state not in UNRESOLVED):
@@ -66,19 +70,19 @@ def recur_opened(conn: Connection, rules: RuleSet, opened: Iterable[dict[str, An
             continue
         if decision.action == Recurrence.OPEN:
             ids = [r["id"] for r in recent]
-            _open(conn, incident, recent, decision, now, out)
+            latest_of[sig] = _open(conn, incident, recent, decision, now, out)
         else:
             assert row is not None
             ids = [incident["id"]]
             if decision.action == Recurrence.REOPEN:
                 row = _reopen(conn, row, decision, now, out)
-            _attach(conn, row, incident["id"], decision, now, out)
+            latest_of[sig] = _attach(conn, row, incident["id"], decision, now, out)
         linked.update(ids)
     return out
 
 
 def _open(conn: Connection, incident: dict[str, Any], recent: list[dict[str, Any]], decision: Decision,
-          now: datetime, out: Recurred) -> None:
+          now: datetime, out: Recurred) -> dict[str, Any]:
     seen = [r["opened_at"] for r in recent]
     values = {
         "rule": incident["rule"], "signature": incident["signature"], "signature_hash": incident["signature_hash"],
@@ -93,6 +97,9 @@ def _open(conn: Connection, incident: dict[str, Any], recent: list[dict[str, Any
                             {"signature": incident["signature"], "incidents": [incident_id(i) for i in ids]}))
     for i in ids:
         _linked_events(number, i, None, decision, now, out)
+    row = problems.get(conn, number)
+    assert row is not None
+    return row
 
 
 def _reopen(conn: Connection, row: dict[str, Any], decision: Decision, now: datetime,
@@ -106,11 +113,12 @@ def _reopen(conn: Connection, row: dict[str, Any], decision: Decision, now: date
 
 
 def _attach(conn: Connection, row: dict[str, Any], number: int, decision: Decision, now: datetime,
-            out: Recurred) -> None:
+            out: Recurred) -> dict[str, Any]:
     problems.link(conn, [number], row["id"])
-    problems.change(conn, row["id"], {"incident_count": row["incident_count"] + 1, "last_seen_at": now,
-                                      "updated_at": now})
+    values = {"incident_count": row["incident_count"] + 1, "last_seen_at": now, "updated_at": now}
+    problems.change(conn, row["id"], values)
     _linked_events(row["id"], number, row["known_error"], decision, now, out)
+    return {**row, **values}
 
 
 def _linked_events(problem: int, incident: int, known: dict[str, Any] | None, decision: Decision, now: datetime,

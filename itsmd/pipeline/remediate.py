@@ -15,8 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from itsmd.config.routing import Routing
-from itsmd.core import binding
-from itsmd.core.alert import Status
+from itsmd.core import approval, binding
 from itsmd.core.binding import ParamInvalid
 from itsmd.core.guard import Breaker, BreakerPhase, Decision, Facts, SkipReason, should_run
 from itsmd.core.incident import UNRESOLVED, Resolution, display_id
@@ -25,13 +24,14 @@ from itsmd.core.run import Reason, RunState, StepState, Trigger, idempotency_key
 from itsmd.core.run import display_id as run_display_id
 from itsmd.core.service import service_context
 from itsmd.core.timestamp import format_time, parse_time
-from itsmd.storage import breakers, incidents, runs, settings
+from itsmd.storage import breakers, incidents, pages, runs, settings
 from itsmd.storage.events import Event
 from itsmd.storage.runs import NewStep, TargetHistory
 from itsmd.storage.tables import incidents as incidents_table
 
 SYSTEM = "system"
 MAX_CONTEXT_ALERTS = 100  # alerts kept in a run's template context (`alerts`)
+MAX_RUN_ALERTS = 1000  # for_each alert: runs for at most this many firing alerts of an incident
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +82,15 @@ def on_incidents(conn: Connection, routing: Routing, switches: Switches, opened:
     planned: list[Event | _Planned] = []
     triggers = [(Trigger.OPENED, list(opened)), (Trigger.REOPENED, list(reopened))]
     rows = incidents.get_many(conn, [n for _, ids in triggers for n in ids])  # one query for the step
+    acting = {n: row for n, row in rows.items() if row["state"] in UNRESOLVED and _playbooks(routing, row)}
+    firing = incidents.firing_causes(conn, acting, MAX_RUN_ALERTS)
     for trigger, ids in triggers:
         for number in ids:
-            row = rows.get(number)
-            if row is None or row["state"] not in UNRESOLVED:
+            row = acting.get(number)
+            if row is None:
                 continue
-            rule = routing.rules.by_name(row["rule"])
-            for name in rule.playbooks if rule is not None else ():
-                planned.extend(_plan(conn, routing, Request(row, name, trigger), now))
+            for name in _playbooks(routing, row):
+                planned.extend(_plan(routing, Request(row, name, trigger), firing[number], now))
     _decide_and_store(conn, switches, planned, now, out)
     return out
 
@@ -97,7 +98,16 @@ def on_incidents(conn: Connection, routing: Routing, switches: Switches, opened:
 def request(conn: Connection, routing: Routing, switches: Switches, req: Request, now: datetime,
             out: Triggered) -> list[int]:
     """Decide and store the run(s) of one playbook for one incident; returns the new run ids."""
-    return [i for i in _decide_and_store(conn, switches, _plan(conn, routing, req, now), now, out) if i is not None]
+    firing = incidents.firing_causes(conn, [req.incident["id"]], MAX_RUN_ALERTS)[req.incident["id"]]
+    made = [i for i in _decide_and_store(conn, switches, _plan(routing, req, firing, now), now, out) if i is not None]
+    if made:  # a run a guard skipped pages: the pager decides now, not at the incident's next paging deadline
+        pages.review_soon(conn, req.incident["id"], now)
+    return made
+
+
+def _playbooks(routing: Routing, incident: Mapping[str, Any]) -> tuple[str, ...]:
+    rule = routing.rules.by_name(incident["rule"])
+    return rule.playbooks if rule is not None else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,14 +123,14 @@ class _Planned:
     key: str
 
 
-def _plan(conn: Connection, routing: Routing, req: Request, now: datetime) -> list[Event | _Planned]:
+def _plan(routing: Routing, req: Request, firing: incidents.Firing, now: datetime) -> list[Event | _Planned]:
     playbook = routing.playbooks.by_name(req.playbook)
     if playbook is None:
         return [Event(now, "incident", req.incident["id"], SYSTEM, "run_not_started",
                       f"playbook {req.playbook!r} is not loaded", {"playbook": req.playbook})]
     out: list[Event | _Planned] = []
     incident = req.incident
-    for context, default_target in _contexts(conn, routing, incident, playbook):
+    for context, default_target in _contexts(routing, incident, firing, playbook):
         bound = binding.bind(playbook, context, default_target)
         if isinstance(bound, ParamInvalid):
             params, target, problem = {}, default_target, bound.detail
@@ -145,12 +155,11 @@ def _common(maps: Sequence[Mapping[str, str]]) -> dict[str, str]:
     return {k: v for k, v in first.items() if all(m.get(k) == v for m in maps[1:])}
 
 
-def _contexts(conn: Connection, routing: Routing, incident: Mapping[str, Any],
+def _contexts(routing: Routing, incident: Mapping[str, Any], causes: incidents.Firing,
               playbook: Playbook) -> list[tuple[dict[str, Any], str]]:
     """One template context and default target per run: the incident's (for_each incident) or each firing cause
     alert's (for_each alert)."""
-    firing = [a for a in incidents.alerts_of(conn, incident["id"])
-              if a["status"] == Status.FIRING and a["symptom"] is None]
+    firing = causes.alerts
     service = routing.services.by_name(incident["service"]) if incident["service"] else None
     inc = {"id": display_id(incident["id"]), "title": incident["title"], "rule": incident["rule"],
            "state": incident["state"], "priority": incident["priority"], "service": incident["service"],
@@ -162,7 +171,7 @@ def _contexts(conn: Connection, routing: Routing, incident: Mapping[str, Any],
     shown = [_alert_json(a) for a in firing[:MAX_CONTEXT_ALERTS]]
     ctx = binding.context(incident["labels"], annotations=_common([a["annotations"] for a in firing]),
                           alerts=shown, incident=inc, service=svc)
-    ctx["alert_count"] = len(firing)
+    ctx["alert_count"] = causes.count
     return [(ctx, inc["id"])]
 
 
@@ -286,6 +295,9 @@ def _new_run(d: _Decided, now: datetime) -> tuple[dict[str, Any], list[NewStep],
         "approved_by": None, "context": {**p.context, "params": p.params},
         "idempotency_key": p.key, "created_at": now, "updated_at": now,
         "finished_at": now if state == RunState.SKIPPED else None,
+        # While awaiting approval, `deadline` is the approval's (core.approval); the run's start replaces it.
+        "deadline": approval.deadline(now, p.playbook.approval.timeout)
+        if state == RunState.AWAITING_APPROVAL else None,
     }
     return values, _steps(p.playbook), StepState.SKIPPED if state == RunState.SKIPPED else StepState.PENDING
 

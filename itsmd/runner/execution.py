@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from itsmd.clock import Clock
 from itsmd.core.guard import Breaker, breaker_record
 from itsmd.core.incident import UNRESOLVED
+from itsmd.core.paging import run_cause
 from itsmd.core.playbook import Playbook, Step, step_context
 from itsmd.core.run import (
     Phase,
@@ -31,7 +32,7 @@ from itsmd.core.run import (
 from itsmd.core.timestamp import format_time
 from itsmd.pipeline.remediate import load_breaker, save_breaker
 from itsmd.runner.kinds import Kinds, Outcome
-from itsmd.storage import events, incidents, runs
+from itsmd.storage import events, incidents, pages, runs
 from itsmd.storage.events import Event
 from itsmd.storage.store import SqlStore
 from itsmd.template import render_bool
@@ -269,6 +270,8 @@ class Execution:
             text = f"run of {self.row['playbook']} {final}: {why if final == state else 'cancelled'}"
             events.append(conn, self._event(now, f"run_{final}", text, why=str(reason) if reason else None,
                                             finished_at=format_time(now)))
+            if self.incident_id is not None and run_cause(final) is not None:
+                pages.review_soon(conn, self.incident_id, now)  # the pager decides now, not at its next deadline
             if playbook is not None and playbook.circuit_breaker is not None and final in (
                     RunState.SUCCEEDED, RunState.FAILED, RunState.TIMED_OUT, RunState.UNKNOWN):
                 before: Breaker = load_breaker(conn, playbook.name)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, update
 
 from itsmd.core.alert import Status
 from itsmd.core.incident import UNRESOLVED, Counts
@@ -78,13 +78,29 @@ def of_services(conn: Connection, services: Collection[str], limit: int) -> list
     return out
 
 
+# Statements built once; the values go in as parameters (building `.values(...)` per call coerced every value
+# into the statement: a third of an insert's time in the pipeline).
+_CREATE = insert(incidents).returning(incidents.c.id)
+_CHANGE = update(incidents).where(incidents.c.id == bindparam("_id"))
+
+
 def create(conn: Connection, values: Row) -> int:
-    return int(conn.execute(insert(incidents).values(values).returning(incidents.c.id)).scalar_one())
+    return int(conn.execute(_CREATE, values).scalar_one())
 
 
 def change(conn: Connection, incident_id: int, values: Row) -> None:
     if values:
-        conn.execute(update(incidents).where(incidents.c.id == incident_id).values(values))
+        conn.execute(_CHANGE, {**values, "_id": incident_id})
+
+
+def change_many(conn: Connection, changes: Iterable[tuple[int, Row]]) -> None:
+    """`change` of many incidents: one executemany per set of changed columns."""
+    grouped: dict[tuple[str, ...], list[Row]] = {}
+    for incident_id, values in changes:
+        if values:
+            grouped.setdefault(tuple(sorted(values)), []).append({**values, "_id": incident_id})
+    for rows in grouped.values():
+        conn.execute(_CHANGE, rows)
 
 
 def get(conn: Connection, incident_id: int) -> Row | None:
@@ -101,14 +117,18 @@ def get_many(conn: Connection, ids: Collection[int]) -> dict[int, Row]:
     return out
 
 
-def waiting(conn: Connection, rule: str, khash: str, since: datetime) -> list[Row]:
-    """Alerts of a rule and key not yet in an incident nor muted, first seen since `since` (toward min_alerts),
-    oldest first."""
-    q = select(alerts.c.id, alerts.c.starts_at, alerts.c.labels, alerts.c.status).where(
-        alerts.c.rule == rule, alerts.c.key_hash == khash, alerts.c.incident_id.is_(None),
-        alerts.c.first_seen_at >= since, alerts.c.symptom.is_(None), alerts.c.muted_by.is_(None),
-    ).order_by(alerts.c.id)
-    return [dict(r._mapping) for r in conn.execute(q)]
+def waiting(conn: Connection, rule: str, hashes: Collection[str], since: datetime) -> dict[str, list[Row]]:
+    """Alerts of a rule and these keys not yet in an incident nor muted, first seen since `since` (toward
+    min_alerts), oldest first, by key (keys without any left out)."""
+    out: dict[str, list[Row]] = {}
+    for _, chunk in _by_rule([(rule, h) for h in hashes]):
+        q = select(alerts.c.id, alerts.c.key_hash, alerts.c.starts_at, alerts.c.labels, alerts.c.status).where(
+            alerts.c.rule == rule, alerts.c.key_hash.in_(chunk), alerts.c.incident_id.is_(None),
+            alerts.c.first_seen_at >= since, alerts.c.symptom.is_(None), alerts.c.muted_by.is_(None),
+        ).order_by(alerts.c.id)
+        for r in conn.execute(q):
+            out.setdefault(r.key_hash, []).append(dict(r._mapping))
+    return out
 
 
 def attach(conn: Connection, alert_ids: Collection[int], incident_id: int) -> None:
@@ -172,6 +192,33 @@ def page(conn: Connection, f: IncidentFilter, limit: int, before_id: int | None)
 def alerts_of(conn: Connection, incident_id: int, limit: int = 1000) -> list[Row]:
     q = select(alerts).where(alerts.c.incident_id == incident_id).order_by(alerts.c.id).limit(limit)
     return [dict(r._mapping) for r in conn.execute(q)]
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """An incident's firing cause alerts (not symptoms): the first `limit` by id, and how many there are."""
+
+    alerts: list[Row]
+    count: int
+
+
+def firing_causes(conn: Connection, ids: Collection[int], limit: int) -> dict[int, Firing]:
+    """The firing cause alerts of these incidents (`Firing` of each; none firing: an empty one)."""
+    found: dict[int, list[Row]] = {i: [] for i in ids}
+    counts = dict.fromkeys(found, 0)
+    wanted = sorted(found)
+    for i in range(0, len(wanted), 500):
+        # `status || ''`: SQLite must use the incident index, not scan the (status, id) index of every firing alert.
+        q = (select(alerts.c.incident_id, alerts.c.labels, alerts.c.annotations, alerts.c.status,
+                    alerts.c.starts_at, alerts.c.fingerprint)
+             .where(alerts.c.incident_id.in_(wanted[i:i + 500]), alerts.c.status.concat("") == Status.FIRING,
+                    alerts.c.symptom.is_(None))
+             .order_by(alerts.c.id))
+        for r in conn.execute(q):
+            counts[r.incident_id] += 1
+            if counts[r.incident_id] <= limit:
+                found[r.incident_id].append(dict(r._mapping))
+    return {i: Firing(rows, counts[i]) for i, rows in found.items()}
 
 
 def stale_firing(conn: Connection, before: datetime, limit: int) -> list[Row]:

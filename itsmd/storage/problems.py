@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, insert, select, update
+from sqlalchemy import Connection, bindparam, case, insert, select, update
 
 from itsmd.core.problem import UNRESOLVED
 from itsmd.storage.tables import incidents, problems
@@ -15,13 +15,17 @@ from itsmd.storage.tables import incidents, problems
 Row = dict[str, Any]
 
 
+_CREATE = insert(problems).returning(problems.c.id)  # built once, values as parameters (as incidents.create)
+_CHANGE = update(problems).where(problems.c.id == bindparam("_id"))
+
+
 def create(conn: Connection, values: Row) -> int:
-    return int(conn.execute(insert(problems).values(values).returning(problems.c.id)).scalar_one())
+    return int(conn.execute(_CREATE, values).scalar_one())
 
 
 def change(conn: Connection, problem_id: int, values: Row) -> None:
     if values:
-        conn.execute(update(problems).where(problems.c.id == problem_id).values(values))
+        conn.execute(_CHANGE, {**values, "_id": problem_id})
 
 
 def get(conn: Connection, problem_id: int) -> Row | None:
@@ -37,6 +41,22 @@ def latest(conn: Connection, signature_hash: str) -> Row | None:
          .order_by(unresolved_first, problems.c.id.desc()).limit(1))
     r = conn.execute(q).first()
     return dict(r._mapping) if r else None
+
+
+def latest_many(conn: Connection, signature_hashes: Collection[str]) -> dict[str, Row]:
+    """`latest` of each of these signatures (those with no problem left out), in one query per 500."""
+    wanted, out = sorted(set(signature_hashes)), dict[str, Row]()
+    for i in range(0, len(wanted), 500):
+        q = select(problems).where(problems.c.signature_hash.in_(wanted[i:i + 500]))
+        for r in conn.execute(q):
+            row, best = dict(r._mapping), out.get(r.signature_hash)
+            if best is None or _rank(row) < _rank(best):
+                out[r.signature_hash] = row
+    return out
+
+
+def _rank(row: Row) -> tuple[int, int]:
+    return (0 if row["state"] in UNRESOLVED else 1, -row["id"])
 
 
 def other_unresolved(conn: Connection, signature_hash: str, problem_id: int) -> int | None:

@@ -154,6 +154,19 @@ def waiting_of(conn: Connection, incident_id: int) -> list[Row]:
     return [dict(r._mapping) for r in conn.execute(q)]
 
 
+def approvals_due(conn: Connection, now: datetime, limit: int) -> list[Row]:
+    """Runs awaiting approval whose deadline (stored at creation) passed, oldest first."""
+    q = (select(runs).where(runs.c.state == RunState.AWAITING_APPROVAL, runs.c.deadline <= now)
+         .order_by(runs.c.id).limit(limit))
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def change_if(conn: Connection, run_id: int, state: str, values: Row) -> bool:
+    """Change a run only while it is in `state`; whether it was."""
+    done = conn.execute(update(runs).where(runs.c.id == run_id, runs.c.state == state).values(values))
+    return bool(done.rowcount)
+
+
 def remediated(conn: Connection, incident_id: int, cycle: int) -> bool:
     """A remediation step (exec, http) of a run of this incident since it last (re)opened (`cycle`: its
     reopen_count) succeeded."""

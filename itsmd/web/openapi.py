@@ -25,6 +25,13 @@ Schema = dict[str, Any]
 INCIDENT_ACTIONS = (*(str(a) for a in Action), "assign", "merge", "notes")
 RUN_STATES = ("pending", "awaiting_approval", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped",
               "rejected", "expired", "unknown")
+RUN_ACTIONS = {
+    "approve": "Approve a run awaiting approval: it becomes pending and starts at once (approved_by = the caller). "
+               "409 unless awaiting_approval; 403 when the caller requested this manual run (four eyes)",
+    "reject": "Reject a run awaiting approval: it ends rejected, its steps cancelled, the reason names who and "
+              "why (the comment); the incident is paged. 409 unless awaiting_approval",
+    "cancel": "Cancel a pending, awaiting or running run. 409 otherwise",
+}
 STEP_STATES = ("pending", "running", "succeeded", "failed", "timed_out", "skipped", "cancelled", "unknown")
 
 
@@ -97,7 +104,8 @@ def _schemas() -> dict[str, Schema]:
         "id": {"type": "string", "pattern": "^RUN-[0-9]+$"}, "playbook": _STR, "incident_id": _STR_OR_NULL,
         "target": _STR_OR_NULL, "state": _enum(RUN_STATES), "reason": _STR_OR_NULL, "dry_run": _BOOL,
         "requested_by": _STR_OR_NULL, "approved_by": _STR_OR_NULL, "created_at": _TIME,
-        "started_at": _TIME_OR_NULL, "finished_at": _TIME_OR_NULL, "steps": {"type": "array", "items": step},
+        "started_at": _TIME_OR_NULL, "finished_at": _TIME_OR_NULL, "approval_expires_at": _TIME_OR_NULL,
+        "steps": {"type": "array", "items": step},
     }, extra=True)
     return {
         "Error": _obj({"error": _STR}, extra=True),
@@ -310,6 +318,8 @@ def _paths() -> dict[str, Schema]:
         "/problems": {"get": _op("Dashboard: problems and known errors (HTML)", "viewer", _html("the page"),
                                  params=[_query("state", _STR), *list_params])},
         "/silences": {"get": _op("Dashboard: silences (HTML)", "viewer", _html("the page"), params=list_params)},
+        "/approvals": {"get": _op("Dashboard: runs awaiting approval, approve/reject for operators (HTML)", "viewer",
+                                  _html("the page"), params=list_params)},
         "/reports": {"get": _op(
             "Dashboard: reports as charts (HTML; the figures of summary?by=week&noisiest=10 and recurring)", "viewer",
             {**_html("the page"), "400": {"description": "a range it cannot read: the page with the message",
@@ -341,9 +351,9 @@ def _paths() -> dict[str, Schema]:
         paths[f"/api/v1/incidents/{{id}}/{action}"] = {"post": _op(
             f"Incident action {action}", "operator", _ok(_ref("Incident")), params=[_path_param()],
             body=_incident_action_body(action), errors=_WRITE_ERRORS)}
-    for run_action in ("approve", "reject", "cancel"):
+    for run_action, summary in RUN_ACTIONS.items():
         paths[f"/api/v1/runs/{{id}}/{run_action}"] = {"post": _op(
-            f"Run action {run_action}", "operator", _ok(_ref("Run")), params=[_path_param()],
+            summary, "operator", _ok(_ref("Run")), params=[_path_param()],
             body=_obj(_COMMENT, required=(), extra=True), errors=_WRITE_ERRORS)}
     return paths
 

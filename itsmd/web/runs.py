@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import Connection
 
+from itsmd import approval
 from itsmd.core.access import Permission
 from itsmd.core.guard import breaker_reset
 from itsmd.core.incident import UNRESOLVED
@@ -44,6 +45,8 @@ def run_json(r: dict[str, Any], steps: list[dict[str, Any]] | None = None) -> di
         "trigger": r["trigger"], "requested_by": r["requested_by"], "approved_by": r["approved_by"],
     }
     out.update({k: format_time(r[k]) for k in _TIMES})
+    # While a run awaits approval, its stored deadline is the approval's (then it ends `expired`).
+    out["approval_expires_at"] = format_time(r["deadline"]) if r["state"] == RunState.AWAITING_APPROVAL else None
     if steps is not None:
         out["steps"] = [step_json(s) for s in steps]
     return out
@@ -158,6 +161,43 @@ async def cancel_run(request: web.Request) -> web.Response:
         await c.cancel_run(number)
     found = await c.store.read(lambda conn: (runs.get(conn, number), runs.steps_of(conn, [number])[number]))
     return json_response(run_json(found[0], found[1]) if found[0] else run_json(row))
+
+
+def _comment_of(body: dict[str, Any]) -> str | None:
+    comment = body.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        raise BadRequest("comment must be a string")
+    return comment or None
+
+
+async def _decide(request: web.Request, decide: Any) -> dict[str, Any]:
+    """Approve or reject (`decide` is approval.approve or approval.reject): the run with its steps after."""
+    c, number = ctx(request), _number(request)
+    comment = _comment_of(await json_body(request))
+    actor, now = request[PRINCIPAL].name, c.clock.now()
+
+    def work(conn: Connection) -> dict[str, Any]:
+        row = decide(conn, number, actor, comment, now)
+        return run_json(row, runs.steps_of(conn, [number])[number])
+
+    return dict(await c.store.write(work))
+
+
+@requires(Permission.OPERATE)
+async def approve_run(request: web.Request) -> web.Response:
+    """POST /api/v1/runs/{id}/approve `{"comment"?}`: a run awaiting approval becomes pending and starts at once;
+    409 in any other state; 403 when the approver requested this manual run (four eyes)."""
+    found = await _decide(request, approval.approve)
+    ctx(request).wake_runner()
+    return json_response(found)
+
+
+@requires(Permission.OPERATE)
+async def reject_run(request: web.Request) -> web.Response:
+    """POST /api/v1/runs/{id}/reject `{"comment"?}`: a run awaiting approval ends rejected; 409 otherwise."""
+    found = await _decide(request, approval.reject)
+    ctx(request).metrics.runs_finished.labels(found["playbook"], found["state"]).inc()
+    return json_response(found)
 
 
 def _automation(conn: Connection, config_enabled: bool, dry_run: bool) -> dict[str, Any]:

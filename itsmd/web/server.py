@@ -84,6 +84,8 @@ def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
     app.router.add_post("/api/v1/runs", runs.create_run)
     app.router.add_get("/api/v1/runs/{id}", runs.get_run)
     app.router.add_post("/api/v1/runs/{id}/cancel", runs.cancel_run)
+    app.router.add_post("/api/v1/runs/{id}/approve", runs.approve_run)
+    app.router.add_post("/api/v1/runs/{id}/reject", runs.reject_run)
     app.router.add_get("/api/v1/automation", runs.get_automation)
     app.router.add_put("/api/v1/automation", runs.put_automation)
     app.router.add_post("/api/v1/automation/breakers/{playbook}/reset", runs.reset_breaker)

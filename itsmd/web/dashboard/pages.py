@@ -1,5 +1,6 @@
 """Dashboard pages: incidents (filtered, paginated, refreshed by the page's script from the JSON API), one
-incident (timeline, alerts, runs; ack/resolve for operators), problems with known errors, and silences.
+incident (timeline, alerts, runs; ack/resolve for operators), problems with known errors, silences, and runs
+awaiting approval (approve/reject for operators).
 
 Templates are a plain Jinja2 environment with autoescape on (never the sandboxed rule-template environment, and
 never a template made from alert data); every asset ships in this package. Pages answer with a strict
@@ -17,14 +18,16 @@ from aiohttp import web
 from itsmd.core.access import Permission, allows
 from itsmd.core.incident import State
 from itsmd.core.priority import Priority
+from itsmd.core.run import RunState
 from itsmd.errors import BadRequest, NotFound
-from itsmd.storage import incidents, problems, silences
+from itsmd.storage import incidents, problems, runs, silences
 from itsmd.web.auth import PRINCIPAL, requires
 from itsmd.web.context import ctx
 from itsmd.web.dashboard.chart import duration_text
 from itsmd.web.incidents import incident_detail, incident_json
 from itsmd.web.listing import Window, page, window
 from itsmd.web.problems import problem_json
+from itsmd.web.runs import run_json
 from itsmd.web.silences import silence_json
 
 PAGE_SIZE = 50  # incidents per page unless `limit` says otherwise (the listing's 1..1000)
@@ -121,6 +124,17 @@ async def silence_list(request: web.Request) -> web.Response:
                    next_cursor=listed["next_cursor"])
 
 
+@requires(Permission.READ)
+async def approval_list(request: web.Request) -> web.Response:
+    """GET /approvals: runs awaiting approval, newest first; approve/reject buttons for operators."""
+    w = _page_window(request)
+    f = runs.RunFilter(state=RunState.AWAITING_APPROVAL)
+    rows = await ctx(request).store.read(lambda conn: runs.page(conn, f, w.limit, w.before_id))
+    listed = page([run_json(r) for r in rows], [r["id"] for r in rows], w)
+    return _render(request, "approvals.html", title="Runs awaiting approval", items=listed["items"],
+                   next_cursor=listed["next_cursor"])
+
+
 @requires(None)
 async def static(request: web.Request) -> web.Response:
     """The dashboard's own CSS and script (a fixed list: nothing else of the package is served)."""
@@ -137,6 +151,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/incidents/{id}", incident_page)
     app.router.add_get("/problems", problem_list)
     app.router.add_get("/silences", silence_list)
+    app.router.add_get("/approvals", approval_list)
     app.router.add_get("/static/{name}", static)
 
 

@@ -1,4 +1,4 @@
-// itsmd dashboard: refresh the incident list from the JSON API and send ack/resolve as JSON.
+// itsmd dashboard: refresh the incident list from the JSON API and send ack/resolve and approve/reject as JSON.
 // Data is only ever set with textContent (never innerHTML), so alert values stay text.
 "use strict";
 
@@ -92,9 +92,41 @@ function wireActions(box) {
   }
 }
 
+function wireDecision(box, status) {
+  const id = box.dataset.run;
+  const comment = box.querySelector("input[name=comment]");
+  for (const button of box.querySelectorAll("button[data-decision]")) {
+    button.addEventListener("click", async () => {
+      const decision = button.dataset.decision;
+      for (const b of box.querySelectorAll("button")) b.disabled = true;
+      status.classList.remove("error");
+      status.textContent = "Sending " + decision + " for " + id + "…";
+      const body = comment && comment.value ? { comment: comment.value } : {};
+      try {
+        const resp = await fetch("/api/v1/runs/" + encodeURIComponent(id) + "/" + decision, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", Accept: "application/json" },
+          body: JSON.stringify(body),
+        });
+        const run = await resp.json();
+        if (!resp.ok) throw new Error(run.error || resp.statusText);
+        const done = decision === "approve" ? "approved by " + run.approved_by : "rejected";
+        box.replaceChildren(el("span", done + " (" + run.state + ")", "badge run-" + run.state));
+        status.textContent = id + " " + done + ": it is " + run.state + " now.";
+      } catch (err) {
+        status.classList.add("error");
+        status.textContent = decision + " of " + id + " failed: " + err.message;
+        for (const b of box.querySelectorAll("button")) b.disabled = false;
+      }
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const status = document.getElementById("refresh-status");
   if (status) startRefresh(status);
   const actions = document.querySelector(".actions[data-incident]");
   if (actions) wireActions(actions);
+  const approvalStatus = document.getElementById("approval-status");
+  for (const box of document.querySelectorAll(".decision[data-run]")) wireDecision(box, approvalStatus);
 });
