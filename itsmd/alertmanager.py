@@ -1,7 +1,9 @@
-"""An Alertmanager's v2 API as itsmd reads it: the alerts firing there (`GET /api/v2/alerts`)."""
+"""An Alertmanager's v2 API as itsmd uses it: the alerts firing there (`GET /api/v2/alerts`) and the silences of
+the `silence` step (`POST /api/v2/silences`, `GET /api/v2/silences`, `DELETE /api/v2/silence/{id}`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,6 +14,7 @@ from yarl import URL
 from itsmd.config.model import AlertmanagerTarget
 from itsmd.core.alert import IncomingAlert, Rejected, Status, from_webhook
 from itsmd.core.reconcile import RemoteState
+from itsmd.core.timestamp import format_time
 from itsmd.errors import BadRequest, UpstreamError
 from itsmd.pipeline.dedup import fingerprint_of
 from itsmd.pipeline.normalize import parse_json
@@ -99,3 +102,78 @@ async def firing(session: aiohttp.ClientSession, target: AlertmanagerTarget, tim
         return parse(body, now)
     except UpstreamError as e:
         raise UpstreamError(f"{where}: {e}") from e
+
+
+# --- silences ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RemoteSilence:
+    id: str
+    state: str  # active | pending | expired
+    created_by: str
+    ends_at: str
+
+
+def _auth(target: AlertmanagerTarget) -> dict[str, str]:
+    return {"Authorization": f"Bearer {target.token.reveal()}"} if target.token is not None else {}
+
+
+async def _call(session: aiohttp.ClientSession, target: AlertmanagerTarget, method: str, path: str, timeout: float,
+                body: object = None) -> bytes:
+    """One API call; its body when it answered 200, else UpstreamError naming the URL without secrets."""
+    where = shown(target.url)
+    url = target.url.rstrip("/") + path
+    try:
+        async with session.request(method, url, json=body, headers=_auth(target), allow_redirects=False,
+                                   timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            answer = await resp.content.read(1 << 22)
+            if resp.status != 200:
+                why = answer[:200].decode("utf-8", "replace").strip()
+                raise UpstreamError(f"{where}: {method} {path.split('/silence/')[0]} answered {resp.status}"
+                                    + (f": {why}" if why else ""))
+            return answer
+    except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+        raise UpstreamError(f"{where}: {_why(e, timeout)}") from e
+
+
+async def silences(session: aiohttp.ClientSession, target: AlertmanagerTarget, timeout: float) -> list[RemoteSilence]:
+    """Every silence `target` keeps (expired ones included, until its retention drops them)."""
+    try:
+        doc = parse_json(await _call(session, target, "GET", "/api/v2/silences", timeout))
+    except BadRequest as e:
+        raise UpstreamError(f"{shown(target.url)}: {e}") from e
+    if not isinstance(doc, list):
+        raise UpstreamError(f"{shown(target.url)}: GET /api/v2/silences: not a JSON list")
+    out = []
+    for raw in doc:
+        if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+            status = raw.get("status")
+            state = status.get("state") if isinstance(status, dict) else None
+            out.append(RemoteSilence(raw["id"], str(state), str(raw.get("createdBy", "")), str(raw.get("endsAt"))))
+    return out
+
+
+def silence_body(matchers: Sequence[Mapping[str, object]], starts: datetime, ends: datetime, created_by: str,
+                 comment: str) -> dict[str, object]:
+    """A `postableSilence`: each matcher `{name, value, isRegex, isEqual}` is one JSON object, so a value is data."""
+    return {"matchers": list(matchers), "startsAt": format_time(starts), "endsAt": format_time(ends),
+            "createdBy": created_by, "comment": comment}
+
+
+async def create_silence(session: aiohttp.ClientSession, target: AlertmanagerTarget, body: Mapping[str, object],
+                         timeout: float) -> str:
+    """Create the silence; its id."""
+    answer = await _call(session, target, "POST", "/api/v2/silences", timeout, body)
+    try:
+        doc = parse_json(answer)
+    except BadRequest as e:
+        raise UpstreamError(f"{shown(target.url)}: {e}") from e
+    silence_id = doc.get("silenceID") if isinstance(doc, dict) else None
+    if not isinstance(silence_id, str) or not silence_id:
+        raise UpstreamError(f"{shown(target.url)}: POST /api/v2/silences answered no silenceID")
+    return silence_id
+
+
+async def expire_silence(session: aiohttp.ClientSession, target: AlertmanagerTarget, silence_id: str,
+                         timeout: float) -> None:
+    await _call(session, target, "DELETE", f"/api/v2/silence/{URL.build(path=silence_id).raw_path}", timeout)

@@ -20,10 +20,14 @@ from sqlalchemy import Connection
 from itsmd import approval, incident_actions, paging, report
 from itsmd.actions.exec import Executor
 from itsmd.actions.http import HttpCaller
+from itsmd.actions.notify import StepNotifier
+from itsmd.actions.silence import Silencer
 from itsmd.clock import Clock, SystemClock
 from itsmd.config import Config
 from itsmd.config.routing import load_routing
+from itsmd.core.leadership import Role
 from itsmd.errors import ConfigError, StartupError, StorageError
+from itsmd.leadership import Leadership, LeadershipTimers
 from itsmd.metrics import Metrics
 from itsmd.notify.outbox import Outbox, Retry
 from itsmd.pipeline.remediate import Switches
@@ -60,11 +64,22 @@ class Timers:
     shutdown_grace: float = 3.0  # in-flight requests need milliseconds; an idle keep-alive must not hold the exit
     pages: Retry = field(default_factory=Retry)  # the outbox sender: backoff, attempts, delivery timeout, poll
     page_summary_delay: float = 60.0  # the hourly summary page waits this long to count the rest of a storm
+    page_batch: int = 25  # incidents per paging transaction (short, so ingest commits in between)
+    page_chunks: int = 40  # paging transactions per tick at most
     run_lease: float = 30.0  # playbook runs: a claim's lease (another replica takes an orphan after it)
     run_renew: float = 10.0
     run_poll: float = 5.0  # claims without a wake-up (expired leases, runs created by other replicas)
     wait_poll: float = 0.5  # wait_resolved steps look at their incident this often
     approval_tick: float = 5.0  # runs awaiting approval past their deadline end `expired` (itsmd.approval)
+    leadership: LeadershipTimers = field(default_factory=LeadershipTimers)  # replicas on PostgreSQL
+
+    @classmethod
+    def of(cls, config: Config) -> Timers:
+        """The defaults with the `scaleout:` settings of `config` (what `itsmd serve` runs with)."""
+        so = config.scaleout
+        return cls(run_lease=so.run_lease, run_renew=so.run_renew, run_poll=so.run_poll,
+                   pages=Retry(lease=so.page_lease),
+                   leadership=LeadershipTimers(so.leader_retry, so.leader_heartbeat, so.leader_timeout))
 
 
 def switches(config: Config) -> Switches:
@@ -101,6 +116,7 @@ class Daemon:
         self.lock = DaemonLock(path) if path else None
         self.store = SqlStore(self.db, readers=config.storage.pool_size)
         self.store.writer.on_batch = self.metrics.observe_batch
+        self.store.writer.on_error = self.metrics.writer_error
         self.pipeline = PipelineWorker(
             self.store, self.clock, self.metrics,
             batch=config.ingest.pipeline_batch, batch_bytes=config.ingest.pipeline_batch_bytes,
@@ -120,6 +136,13 @@ class Daemon:
         self.http: aiohttp.ClientSession | None = None  # outgoing HTTP (Alertmanager API), made at start
         self.outbox = Outbox(self.store, self.clock, self.metrics, lambda: self.config, self.timers.pages)
         self.weekly = WeeklyReport(self.store, self.clock, lambda: self.config, self.report_settings)
+        # Scale-out: on PostgreSQL replicas share the database and one of them leads (pipeline, ticks,
+        # reconciliation); on SQLite the daemon lock keeps others away and this daemon leads.
+        self.leadership = None if self.db.is_sqlite else Leadership(
+            config.database, self.lead, self.follow, self.metrics, self.timers.leadership)
+        self.outbox.shared = self.leadership is not None
+        if self.leadership is None:
+            self.metrics.leader.set(1)
         self._ready = False
         self.web = WebContext(
             store=self.store,
@@ -140,6 +163,7 @@ class Daemon:
             cancel_run=self.runner.cancel,
             body_timeout=config.limits.body_timeout,
             report_settings=self.report_settings,
+            role=lambda: self.role,
         )
         self.app = build_app(self.web, max_body_bytes=config.limits.max_body_bytes)
         self._runner: web.AppRunner | None = None
@@ -167,18 +191,39 @@ class Daemon:
             raise
 
     async def start_core(self) -> None:
-        """Everything but the listening socket: lock, migrations, writer, pipeline, ticks."""
+        """Everything but the listening socket: lock, migrations, writer, outbox, runner, and the leader duties
+        (at once on SQLite; on PostgreSQL when this replica takes the leader lock)."""
         await self.open_store()
-        inbox_up_to = await self.store.read(inbox.last_id)  # reconciliation waits until these are processed
-        self.pipeline.start()
-        self.pipeline.wake()  # deliveries left in the inbox by a crash are processed first
         self.http = aiohttp.ClientSession()
-        self.reconciler.start(self.http, inbox_up_to)
+        if self.leadership is None:
+            await self.lead()
         self.outbox.start(self.http)  # pages left pending by a crash are sent first
-        self.scheduler.every(self.timers.deadline_tick, "paging", self.page)
-        self.runner.actions = Actions(Executor(self.env), HttpCaller(self.http, self.env))
+        self.runner.actions = Actions(
+            Executor(self.env), HttpCaller(self.http, self.env),
+            notifier=StepNotifier(self.store, self.clock, lambda: self.config.notifiers, self.outbox.wake),
+            silencer=Silencer(self.http, lambda: self.config.alertmanagers, self.clock))
         # On SQLite the daemon lock proves no other runner alive: runs a crash left `running` are recovered now.
         await self.runner.start(orphans_now=self.lock is not None or self.db.in_memory)
+        if self.leadership is not None:
+            self.leadership.start()
+        self.metrics.config_loaded(True, self.clock.now().timestamp())
+        self._ready = True
+
+    @property
+    def role(self) -> Role:
+        return Role.LEADER if self.leadership is None else self.leadership.role
+
+    async def lead(self) -> None:
+        """Begin the leader duties: the pipeline from the oldest delivery left in the inbox, reconciliation once
+        those are processed, and the ticks."""
+        inbox_up_to = await self.store.read(inbox.last_id)  # reconciliation waits until these are processed
+        assert self.http is not None
+        self.pipeline.firing.clear()  # another leader may have changed episodes meanwhile
+        self.pipeline.start()
+        self.pipeline.wake()  # deliveries left in the inbox (by a crash, or a leader gone) are processed first
+        self.reconciler.start(self.http, inbox_up_to)
+        self.scheduler = Scheduler()
+        self.scheduler.every(self.timers.deadline_tick, "paging", self.page)
         self.scheduler.every(self.timers.expiry_tick, "expire-pushed-alerts", self.pipeline.expire_due)
         self.scheduler.every(self.timers.retention_tick, "retention", self.prune)
         self.scheduler.every(self.timers.deadline_tick, "incident-deadlines", self.run_deadlines)
@@ -188,8 +233,12 @@ class Daemon:
             self.scheduler.cron(self.config.reports.weekly_cron, self.config.reports.timezone, "weekly-report",
                                 self.weekly_report)
         self.scheduler.start()
-        self.metrics.config_loaded(True, self.clock.now().timestamp())
-        self._ready = True
+
+    async def follow(self) -> None:
+        """End the leader duties (the replica lost its lock, or stops)."""
+        self.scheduler.stop()
+        await self.reconciler.stop()
+        await self.pipeline.stop()
 
     async def start(self) -> None:
         await self.start_core()
@@ -307,7 +356,15 @@ class Daemon:
             rules=self.pipeline.routing.rules, notifiers=self.config.notifiers,
             max_pages_per_hour=self.config.automation.max_pages_per_hour, recheck=self.timers.deadline_tick,
             summary_delay=self.timers.page_summary_delay)
-        done = await self.store.write(partial(paging.review, now=self.clock.now(), settings=settings))
+        # Small transactions, one after another: ingest commits get between them (a storm's tick would else hold
+        # the writer for long); at most page_chunks of them per tick, the rest next tick.
+        done = paging.Review()
+        for _ in range(self.timers.page_chunks):
+            chunk = await self.store.write(partial(paging.review, now=self.clock.now(), settings=settings,
+                                                   limit=self.timers.page_batch))
+            done = done.add(chunk)
+            if chunk.due < self.timers.page_batch and chunk.closed_out < self.timers.page_batch:
+                break
         for outcome, n in (("paged", done.paged), ("suppressed", done.suppressed), ("timeline", done.timeline_only)):
             if n:
                 self.metrics.paging_decisions.labels(outcome).inc(n)
@@ -337,6 +394,8 @@ class Daemon:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.leadership is not None:
+            await self.leadership.stop()  # ends the leader duties if it held them
         self.scheduler.stop()
         await self.runner.stop()
         await self.reconciler.stop()
@@ -356,7 +415,7 @@ class Daemon:
 
 async def serve(config: Config, loader: Callable[[], Config], env: Mapping[str, str]) -> None:
     """Run until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
-    daemon = Daemon(config, loader=loader, env=env)
+    daemon = Daemon(config, timers=Timers.of(config), loader=loader, env=env)
     systemd = SystemdNotifier(env)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

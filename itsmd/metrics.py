@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+WRITER_ERRORS = ("unavailable", "failed", "stopped")  # the `error` label of itsmd_writer_errors_total
 
 
 class Metrics:
@@ -117,6 +120,37 @@ class Metrics:
         self.automation_enabled = Gauge(
             "itsmd_automation_enabled", "1 when the persisted run-time automation switch is on.", registry=r
         )
+        # Watching the watcher (issue 9): the writer failing, and playbooks whose circuit breaker holds them back.
+        self.writer_errors = Counter(
+            "itsmd_writer_errors_total", "Writes the writer (group commit) could not commit, by error: unavailable "
+            "(the database cannot be reached, is locked or read-only: answered 503, retried), failed (the database "
+            "refused the write), stopped (the writer is not running).", ["error"], registry=r,
+        )
+        for error in WRITER_ERRORS:
+            self.writer_errors.labels(error)  # every series exists from the start, at 0, for increase()
+        self.breaker_open = Gauge(
+            "itsmd_circuit_breaker_open", "1 while a playbook's persisted circuit breaker is open or half-open (its "
+            "runs are skipped, or one probe runs), 0 when closed; read from the database at each scrape.",
+            ["playbook"], registry=r,
+        )
+
+        # Scale-out (issue 11): the role of this replica and how often it changed.
+        self.leader = Gauge("itsmd_leader", "1 while this replica leads (pipeline, timers, reconciliation).",
+                            registry=r)
+        self.leadership_changes = Counter(
+            "itsmd_leadership_changes_total", "Times this replica became leader or stepped down, by new role.",
+            ["role"], registry=r,
+        )
+
+    def writer_error(self, error: str, writes: int) -> None:
+        """Count writes the writer could not commit (called on the event loop)."""
+        self.writer_errors.labels(error).inc(writes)
+
+    def breakers(self, states: Mapping[str, str]) -> None:
+        """The persisted breaker state of every playbook that has one (playbook -> closed | open | half_open)."""
+        self.breaker_open.clear()
+        for playbook, state in states.items():
+            self.breaker_open.labels(playbook).set(0 if state == "closed" else 1)
 
     def config_loaded(self, ok: bool, at: float | None) -> None:
         self.config_ok.set(1 if ok else 0)

@@ -70,6 +70,17 @@ class Review:
     timeline_only: int = 0
     closed_out: int = 0
     notes: list[Event] = field(default_factory=list)
+    due: int = 0  # incidents decided about
+    # The hourly budget as read once per review and kept up to date by its own pages (a storm reviews many
+    # incidents in one transaction: two queries per page decision would cost more than the decision).
+    paged_last_hour: int | None = None
+    summary_last_hour: bool | None = None
+
+    def add(self, other: Review) -> Review:
+        """The counts of two reviews (one tick done in several transactions)."""
+        return Review(self.paged + other.paged, self.suppressed + other.suppressed,
+                      self.timeline_only + other.timeline_only, self.closed_out + other.closed_out, [],
+                      self.due + other.due)
 
 
 def review(conn: Connection, now: datetime, settings: Settings, limit: int = 200) -> Review:
@@ -77,6 +88,7 @@ def review(conn: Connection, now: datetime, settings: Settings, limit: int = 200
     out = Review()
     _close_out(conn, now, settings, out, limit)
     due = pages.due_incidents(conn, now, limit)
+    out.due = len(due)
     state_of = pages.states(conn, [r["id"] for r in due])
     for incident in due:
         _decide_one(conn, now, settings, incident, state_of.get(incident["id"]), out)
@@ -158,9 +170,12 @@ def _page(conn: Connection, now: datetime, settings: Settings, incident: Mapping
         out.notes.append(Event(now, "incident", incident_id, SYSTEM, "paged",
                                f"{reason} (no notifiers: timeline only)", data))
         return
-    verdict = budget(pages.decisions_since(conn, pages.hour_before(now)), settings.max_pages_per_hour,
-                     pages.summary_since(conn, pages.hour_before(now)) is not None)
+    if out.paged_last_hour is None or out.summary_last_hour is None:
+        out.paged_last_hour = pages.decisions_since(conn, pages.hour_before(now))
+        out.summary_last_hour = pages.summary_since(conn, pages.hour_before(now)) is not None
+    verdict = budget(out.paged_last_hour, settings.max_pages_per_hour, out.summary_last_hour)
     if verdict is Budget.SEND:
+        out.paged_last_hour += 1
         rows = [pages.new_row(pages.page_key(incident_id, cycle, cause, sequence, n), incident_id, cycle,
                               "escalate", cause, reason, n, now) for n in targets]
         pages.enqueue(conn, rows)
@@ -184,6 +199,7 @@ def _page(conn: Connection, now: datetime, settings: Settings, incident: Mapping
         rows = [{**pages.new_row(f"summary/{stamp}/{n}", None, 0, pages.SUMMARY, "budget", text, n, now),
                  "next_attempt_at": at} for n in summary_to]
         pages.enqueue(conn, rows)
+        out.summary_last_hour = True
 
 
 def _close_out(conn: Connection, now: datetime, settings: Settings, out: Review, limit: int) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from itsmd.config import Config
 
 # Settings a running daemon cannot adopt: they shape sockets, files and pools made at start.
-_RESTART_ONLY = ("listen", "tls", "database", "storage", "limits")
+_RESTART_ONLY = ("listen", "tls", "database", "storage", "limits", "scaleout")
 
 
 def restart_needed(running: Config, new: Config) -> list[str]:

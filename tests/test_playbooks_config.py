@@ -85,7 +85,7 @@ def test_design_example_compiles(tmp_path: Path) -> None:
     assert (restart.timeout, restart.retries.attempts, restart.retries.backoff, restart.idempotent) == (
         30.0, 2, 5.0, True)
     assert isinstance(tell.spec, NotifySpec) and tell.spec.to == ("ops-chat",) and tell.when is not None
-    assert not tell.idempotent  # the default
+    assert tell.idempotent  # the default of notify and silence: an outbox key / a silence marker make repeats safe
     assert isinstance(verify.spec, WaitResolvedSpec) and verify.effective_timeout == 600.0
     (ticket,) = p.on_failure
     assert isinstance(ticket.spec, HttpSpec) and ticket.timeout == 10.0 and ticket.spec.expect == (200, 201)

@@ -168,6 +168,19 @@ class Storage:
 
 
 @dataclass(frozen=True, slots=True)
+class Scaleout:
+    """Replicas on one PostgreSQL (docs/deployment.md): leadership and the leases of runs and pages."""
+
+    leader_retry: float = 2.0  # a follower tries the leader lock this often
+    leader_heartbeat: float = 1.0  # the leader checks its lock this often
+    leader_timeout: float = 3.0  # a check slower than this fails: the leader steps down
+    run_lease: float = 30.0  # a claimed run is another replica's to recover after this without renewal
+    run_renew: float = 10.0
+    run_poll: float = 5.0  # a replica looks for runs created elsewhere this often
+    page_lease: float = 60.0  # a claimed page likewise (renewed while its delivery lasts)
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     format: str = "logfmt"  # logfmt | json
     level: str = "info"  # debug | info | warning | error
@@ -198,6 +211,7 @@ class Config:
     log: Log
     silences: tuple[Silence, ...] = ()  # maintenance windows declared in the file (ids `config:<hash>`)
     external_url: str | None = None  # how people reach this daemon (links in pages); default: from `listen`
+    scaleout: Scaleout = Scaleout()
 
     @property
     def base_url(self) -> str:

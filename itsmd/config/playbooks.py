@@ -14,6 +14,7 @@ from itsmd.config.document import load_validator, read_yaml, validate
 from itsmd.config.duration import parse_duration
 from itsmd.config.problem import PathElement, Problem, format_path, format_problems, known_names
 from itsmd.config.rules import rule_files
+from itsmd.core.matcher import parse_matcher
 from itsmd.core.playbook import (
     DEFAULT_EXPECT,
     PARAM_CONTEXT_NAMES,
@@ -33,12 +34,14 @@ from itsmd.core.playbook import (
     PlaybookSet,
     RateLimit,
     Retries,
+    SilenceMatcher,
     SilenceSpec,
     SleepSpec,
     Step,
     StepSpec,
     WaitResolvedSpec,
 )
+from itsmd.core.rule import Fixed
 from itsmd.errors import ConfigError
 from itsmd.template import Template, attribute_paths, compile_template
 
@@ -64,9 +67,11 @@ class Loaded:
     problems: list[str]
 
 
-def read_playbooks(globs: Sequence[str], base_dir: Path, notifiers: Collection[str] = ()) -> Loaded:
+def read_playbooks(globs: Sequence[str], base_dir: Path, notifiers: Collection[str] = (),
+                   alertmanagers: bool = True) -> Loaded:
     """The playbooks of the files matching `globs`, one playbook per file; `headers_file` paths are relative to
-    `base_dir`; `notifiers` are the names `notify.to` may use. A playbook with any problem is left out."""
+    `base_dir`; `notifiers` are the names `notify.to` may use (a mapping name -> type also lets the check refuse
+    PagerDuty); `alertmanagers` false makes a silence step a problem. A playbook with any problem is left out."""
     problems: list[str] = []
     playbooks: list[Playbook] = []
     declared: dict[str, str] = {}
@@ -80,6 +85,9 @@ def read_playbooks(globs: Sequence[str], base_dir: Path, notifiers: Collection[s
         if data is None:
             continue  # an empty file holds no playbook
         compiler = _Compiler(file, base_dir, frozenset(notifiers))
+        if isinstance(notifiers, Mapping):  # name -> type: lets the check refuse notify to PagerDuty
+            compiler.notifier_types = notifiers
+        compiler.alertmanagers = alertmanagers
         playbook = compiler.compile(data)
         name = data.get("name") if isinstance(data, dict) else None
         if isinstance(name, str):
@@ -99,6 +107,37 @@ def load_playbooks(globs: Sequence[str], base_dir: Path, notifiers: Collection[s
     if loaded.problems:
         raise ConfigError(loaded.problems)
     return loaded.playbooks
+
+
+# The label name and operator of a silence matcher: a bare word or a double-quoted name, then = != =~ !~.
+_MATCHER_HEAD = re.compile(r'\s*("(?:[^"\\]|\\.)*"|[^\s{}!=~,\\"\'`]+)\s*(=~|!~|!=|=)\s*')
+
+_TEMPLATE_PARTS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+
+
+def silence_matcher(text: str, where: Where, tpl: Callable[[str, Where], Template]) -> SilenceMatcher:
+    """A silence step's matcher: name and operator are taken literally from the text, and only what stands between
+    the value's quotes is a template, so the rendered value is one literal matcher value (quotes, commas or
+    newlines in it never make another matcher). Regex matchers must be written literally."""
+    head = _MATCHER_HEAD.match(text)
+    if head is None:
+        raise ValueError(f"not a matcher: {text!r} (write name=\"value\" with = != =~ !~)")
+    rest = text[head.end():].rstrip()
+    if not any(mark in text for mark in _TEMPLATE_MARKS):
+        m = parse_matcher(text)
+        return SilenceMatcher(m.name, m.op.value, Fixed(m.value))
+    name = parse_matcher(f'{head.group(1)}=""').name
+    if any(mark in head.group(1) for mark in _TEMPLATE_MARKS):
+        raise ValueError("the label name of a matcher must be written literally, not a template")
+    op = head.group(2)
+    if op in ("=~", "!~"):
+        raise ValueError(f"a regex matcher ({op}) must be written literally: a value from an alert would be read "
+                         "as a regex; use = or != with a template")
+    if len(rest) < 2 or rest[0] != '"' or rest[-1] != '"':
+        raise ValueError('a templated matcher value must be double-quoted as a whole: name="{{ labels.x }}"')
+    if '"' in _TEMPLATE_PARTS.sub("", rest[1:-1]):
+        raise ValueError('one matcher per list item: the value holds a " outside its {{ }} expressions')
+    return SilenceMatcher(name, op, tpl(rest[1:-1], where))
 
 
 def shell_problem(argv: Sequence[str]) -> str | None:
@@ -129,6 +168,8 @@ class _Compiler:
         self.file = file
         self.base_dir = base_dir
         self.notifiers = notifiers
+        self.notifier_types: Mapping[str, str] = {}
+        self.alertmanagers = True  # whether `alertmanagers` are configured (the silence step needs them)
         self.problems: list[Problem] = []
         self.schema_paths: list[Where] = []
         self.params: frozenset[str] = frozenset()
@@ -261,7 +302,9 @@ class _Compiler:
         if spec is None or len(self.problems) > before or not self.clean(where):
             return None
         try:
-            return Step(raw["name"], spec, when, timeout, retries, bool(raw.get("idempotent", False)))
+            # notify (an outbox key) and silence (found again by its createdBy) cannot act twice: idempotent
+            idempotent = bool(raw.get("idempotent", isinstance(spec, NotifySpec | SilenceSpec)))
+            return Step(raw["name"], spec, when, timeout, retries, idempotent)
         except ValueError as e:
             self.problem(where, str(e))
             return None
@@ -277,16 +320,24 @@ class _Compiler:
             to = value.get("to", [])
             names = (to,) if isinstance(to, str) else tuple(to)
             for j, name in enumerate(names):
+                at = (*where, "to") if isinstance(to, str) else (*where, "to", j)
                 if name not in self.notifiers:
-                    at = (*where, "to") if isinstance(to, str) else (*where, "to", j)
                     self.problem(at, f"unknown notifier {name!r}"
                                      f"{known_names(self.notifiers) or '; no notifiers configured'}")
+                elif self.notifier_types.get(name) == "pagerduty":
+                    self.problem(at, f"notifier {name!r} is PagerDuty, which takes pages, not messages: notify a "
+                                     "chat, webhook or email notifier (a failed run pages by itself)")
             return NotifySpec(names, self.get(value, where, "text", tpl(_TEXT_MAX, True), None))
         if kind == "silence":
+            if not self.alertmanagers:
+                self.problem(where, "no alertmanagers configured: the silence step creates its silences through "
+                                    "the Alertmanager v2 API of `alertmanagers` in itsmd.yaml")
             matchers = tuple(self.get(value, where, "matchers", lambda items, w: [
-                self.get(dict(enumerate(items)), w, j, tpl(_WORD_MAX), None) for j in range(len(items))], []))
+                self.get(dict(enumerate(items)), w, j, lambda t, at: silence_matcher(t, at, tpl(_WORD_MAX)), None)
+                for j in range(len(items))], []))
             comment = self.get(value, where, "comment", tpl(_TEXT_MAX, True), None)
-            return SilenceSpec(matchers, parse_duration(value["duration"]), comment)
+            return SilenceSpec(tuple(m for m in matchers if m is not None), parse_duration(value["duration"]),
+                               comment)
         return self.http_spec(value, where, tpl)
 
     def exec_spec(self, argv: list[str], where: Where, tpl: Callable[[str, Where], Template]) -> ExecSpec | None:

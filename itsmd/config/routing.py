@@ -26,7 +26,8 @@ def load_routing(config: Config) -> Routing:
     """The rules, services and playbooks `config` names; ConfigError with every problem of all three. A rule may
     name only a playbook that a playbook file declares."""
     notifiers = [n.name for n in config.notifiers]
-    loaded = read_playbooks(config.playbooks, config.base_dir, notifiers)
+    loaded = read_playbooks(config.playbooks, config.base_dir, {n.name: n.type for n in config.notifiers},
+                            alertmanagers=bool(config.alertmanagers))
     problems: list[str] = list(loaded.problems)
     rules, services = RuleSet(), Catalogue()
     try:

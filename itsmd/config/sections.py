@@ -28,6 +28,7 @@ from itsmd.config.model import (
     Notifier,
     Reports,
     Retention,
+    Scaleout,
     SettingValue,
     Sla,
     Storage,
@@ -60,6 +61,8 @@ _PLAIN_SECTIONS: dict[str, tuple[Callable[..., object], tuple[str, ...]]] = {
     "ingest": (Ingest, ("resolve_timeout", "reconcile_interval", "reconcile_timeout")),
     "storage": (Storage, ("busy_timeout",)),
     "log": (Log, ()),
+    "scaleout": (Scaleout, ("leader_retry", "leader_heartbeat", "leader_timeout", "run_lease", "run_renew",
+                            "run_poll", "page_lease")),
 }
 
 

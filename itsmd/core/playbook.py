@@ -183,12 +183,35 @@ class NotifySpec:
 
 
 @dataclass(frozen=True, slots=True)
-class SilenceSpec:
-    """An Alertmanager silence through the v2 API of `alertmanagers`; each matcher a template."""
+class SilenceMatcher:
+    """One matcher of a silence step: the label name and operator as written, the value a template (`=`, `!=`) or
+    literal (`=~`, `!~`). The rendered value is one literal matcher value, whatever it holds: quotes, commas,
+    braces or newlines can never add or change a matcher."""
 
-    matchers: tuple[Renderable, ...]
+    name: str
+    op: str  # = != =~ !~
+    value: Renderable
+
+    @property
+    def is_regex(self) -> bool:
+        return self.op in ("=~", "!~")
+
+    @property
+    def is_equal(self) -> bool:
+        return self.op in ("=", "=~")
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceSpec:
+    """An Alertmanager silence through the v2 API of `alertmanagers`, for `duration` seconds from the step (and
+    expired when the run ends)."""
+
+    matchers: tuple[SilenceMatcher, ...]
     duration: float
     comment: Renderable | None = None
+
+    def __post_init__(self) -> None:
+        _check_seconds("silence.duration", self.duration, positive=True)
 
 
 StepSpec = ExecSpec | HttpSpec | WaitResolvedSpec | SleepSpec | NotifySpec | SilenceSpec

@@ -39,8 +39,9 @@ def build(notifier: Notifier, session: aiohttp.ClientSession, timeout: float) ->
 
 
 def takes(notifier_type: str, event: str) -> bool:
-    """Acknowledgements go to PagerDuty only (the others know escalate and resolve); reports to all but PagerDuty."""
-    if event == "report":
+    """Acknowledgements go to PagerDuty only (the others know escalate and resolve); reports and the messages of
+    notify steps to all but PagerDuty."""
+    if event in ("report", "notify"):
         return notifier_type != "pagerduty"
     return event != "acknowledge" or notifier_type == "pagerduty"
 

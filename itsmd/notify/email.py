@@ -20,7 +20,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def subject(message: Message) -> str:
-    verb = {"resolve": "RESOLVED", "summary": "PAGE LIMIT", "report": "REPORT"}.get(message.event, "ESCALATED")
+    verb = {"resolve": "RESOLVED", "summary": "PAGE LIMIT", "report": "REPORT", "notify": "NOTE"}.get(
+        message.event, "ESCALATED")
     # Alert values reach the title: no line break may end the header early.
     return _CONTROL.sub(" ", f"[itsmd] {verb} {message.title}")[:250]
 
@@ -32,11 +33,16 @@ def body(message: Message) -> str:
     if message.link:
         lines.append(f"Link: {message.link}")
     inc = message.incident
+    if message.event == "notify":
+        return "\n".join([message.reason, "", *([f"From {message.run}"] if message.run else []),
+                          *([f"Link: {message.link}"] if message.link else [])]) + "\n"
     if inc is None:
         lines += ["", "Held back:", *message.held_back_incidents]
         return "\n".join(lines) + "\n"
     lines += [f"State: {inc['state']}   Priority: {inc['priority']}   Service: {inc['service'] or '-'}",
               f"Opened: {inc['opened_at']}   Alerts: {inc['firing_count']} firing of {inc['alert_count']}", ""]
+    lines += [f"Run {r['id']} {r['playbook']}: {r['state']}" + (f" ({r['reason']})" if r.get("reason") else "")
+              for r in message.runs]
     for alert in message.alerts[:MAX_LISTED]:
         labels = ", ".join(f"{k}={v}" for k, v in sorted(alert["labels"].items()))
         lines.append(f"- {alert['status']}: {labels}")

@@ -2,8 +2,11 @@
 
 Pages are rows written with the decision, so nothing is lost by a crash: after a restart the sender finds them
 still pending and sends them (a page whose delivery was cut short by the crash may arrive twice; PagerDuty folds
-that by its dedup key). Each notifier is served on its own, so a slow one delays nobody else, and the pipeline
-never waits on a notifier: it only wrote a row.
+that by its dedup key). With replicas sharing a PostgreSQL (`shared`), a sender claims the pages it sends under a
+lease (their next attempt moved to the lease's end, renewed while the delivery lasts; `FOR UPDATE SKIP LOCKED`),
+so two replicas never send the same page; one that dies leaves its pages due again when the lease ends.
+Each notifier is served on its own, so a slow one delays nobody else, and the pipeline never waits on a notifier:
+it only wrote a row.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -43,6 +46,7 @@ class Retry:
     timeout: float = 10.0  # one delivery attempt
     poll: float = 1.0  # the sender also looks for due pages this often
     batch: int = 100
+    lease: float = 60.0  # a claimed page is this sender's for so long (renewed every third of it while sent)
 
     def delay(self, attempt: int) -> float:
         return float(min(self.cap, self.base * 2 ** max(0, attempt - 1)))
@@ -57,17 +61,23 @@ class Outbox:
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._flushing = asyncio.Lock()  # one flush at a time: a page is never sent twice by two of them
+        self._leases: dict[int, datetime] = {}  # pages claimed and not finished: id -> the lease's end
+        self._renewer: asyncio.Task[None] | None = None
+        self.shared = False  # other replicas send from the same database: claim pages under a lease
 
     def start(self, http: aiohttp.ClientSession) -> None:
         self._http = http
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="itsmd-outbox")
+        self._renewer = asyncio.get_running_loop().create_task(self._renew_loop(), name="itsmd-outbox-leases")
 
     def wake(self) -> None:
         self._wake.set()
 
     async def stop(self) -> None:
+        await cancel(self._renewer)
         await cancel(self._task)
-        self._task = None
+        self._task = self._renewer = None
+        await self._release(list(self._leases))
 
     async def _loop(self) -> None:
         while True:
@@ -86,7 +96,20 @@ class Outbox:
 
     async def _flush(self) -> int:
         assert self._http is not None, "start() first"
-        rows = await self._store.read(partial(pages.due, now=self._clock.now(), limit=self.retry.batch))
+        now = self._clock.now()
+        if not self.shared:  # the only sender of this database (SQLite's daemon lock)
+            return await self._send(await self._store.read(partial(pages.due, now=now, limit=self.retry.batch)))
+        if not await self._store.read(partial(pages.due, now=now, limit=1)):
+            return 0  # the common case: no write transaction to find nothing
+        until = now + timedelta(seconds=self.retry.lease)
+        rows = await self._store.write(partial(pages.claim, now=now, lease_until=until, limit=self.retry.batch))
+        self._leases.update((row["id"], until) for row in rows)
+        try:
+            return await self._send(rows)
+        finally:
+            await self._release([row["id"] for row in rows if row["id"] in self._leases])
+
+    async def _send(self, rows: list[dict[str, Any]]) -> int:
         by_notifier: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_notifier.setdefault(row["notifier"], []).append(row)
@@ -107,6 +130,7 @@ class Outbox:
             if not channel.takes(notifier.type, row["event"]):
                 await self._store.write(partial(pages.change, page_id=row["id"], values={
                     "state": pages.SENT, "next_attempt_at": None, "updated_at": self._clock.now()}))
+                self._leases.pop(row["id"], None)
                 continue
             msg = await self._store.read(partial(message.build, page=row, external_url=base))
             try:
@@ -119,6 +143,30 @@ class Outbox:
             await self._finish(row, None)
             sent += 1
         return sent
+
+    async def _release(self, ids: list[int]) -> None:
+        """Give back claimed pages that were not attempted (due again at once for any sender)."""
+        leases = {i: self._leases.pop(i) for i in ids if i in self._leases}
+        if leases:
+            now = self._clock.now()
+            with contextlib.suppress(StorageError):  # else they are due again when the lease ends
+                await self._store.write(partial(pages.renew, leases=leases, lease_until=now))
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.retry.lease / 3)
+            if not self._leases:
+                continue
+            until = self._clock.now() + timedelta(seconds=self.retry.lease)
+            leases = dict(self._leases)
+            try:
+                await self._store.write(partial(pages.renew, leases=leases, lease_until=until))
+            except StorageError as e:
+                log.warning("outbox: cannot renew the leases of pages being sent: %s", e)
+                continue
+            for i in leases:
+                if i in self._leases:
+                    self._leases[i] = until
 
     async def _finish(self, row: dict[str, Any], error: NotifyError | None) -> None:
         now, attempts = self._clock.now(), row["attempts"] + 1
@@ -148,4 +196,5 @@ class Outbox:
                 events.append(conn, [note])
 
         await self._store.write(work)
+        self._leases.pop(row["id"], None)
         self._metrics.pages.labels(row["event"], outcome).inc()

@@ -13,7 +13,9 @@ from itsmd.notify.message import Message
 from itsmd.notify.transport import post_json
 
 MAX_LISTED = 10  # alerts listed in one message
-_ICON = {"escalate": ":rotating_light:", "resolve": ":white_check_mark:", "summary": ":warning:"}
+_ICON = {"escalate": ":rotating_light:", "resolve": ":white_check_mark:", "summary": ":warning:",
+         "notify": ":speech_balloon:"}
+MAX_RUNS = 5  # runs listed in one message (the latest)
 
 
 def escape(text: object) -> str:
@@ -25,6 +27,11 @@ def _alert_line(alert: dict[str, Any]) -> str:
     return f"• {escape(alert['status'])}: {labels}"
 
 
+def _run_text(run: dict[str, Any]) -> str:
+    reason = f" ({escape(run['reason'])})" if run.get("reason") else ""
+    return f"{escape(run['id'])} {escape(run['playbook'])} {escape(run['state'])}{reason}"
+
+
 def text(message: Message) -> str:
     icon = _ICON.get(message.event, ":bell:")
     if message.report is not None:  # Markdown tables stay aligned in a code block
@@ -34,6 +41,9 @@ def text(message: Message) -> str:
         lines += [escape(", ".join(message.held_back_incidents))] if message.held_back_incidents else []
         return "\n".join(lines)
     inc = message.incident
+    if message.event == "notify":  # a playbook's notify step: its text, about its incident
+        head = f"{icon} *{escape(inc['id'])}* ({escape(message.run or 'run')}): {escape(message.reason)}"
+        return head + (f" (<{message.link}|open in itsmd>)" if message.link else "")
     verb = "Resolved" if message.event == "resolve" else "Escalated"
     head = f"{icon} *{verb} {escape(inc['priority'])} {escape(inc['id'])}*: {escape(inc['title'])}"
     if message.link:
@@ -41,6 +51,8 @@ def text(message: Message) -> str:
     lines = [head, f"*Reason:* {escape(message.reason)}",
              f"*Service:* {escape(inc['service'] or '-')}  *State:* {escape(inc['state'])}  "
              f"*Alerts:* {inc['firing_count']} firing of {inc['alert_count']}"]
+    if message.runs:
+        lines.append("*Runs:* " + "; ".join(_run_text(r) for r in message.runs[-MAX_RUNS:]))
     lines += [_alert_line(a) for a in message.alerts[:MAX_LISTED]]
     if inc["alert_count"] > MAX_LISTED:
         lines.append(f"… and {inc['alert_count'] - MAX_LISTED} more")

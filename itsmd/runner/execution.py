@@ -17,7 +17,7 @@ from itsmd.clock import Clock
 from itsmd.core.guard import Breaker, breaker_record
 from itsmd.core.incident import UNRESOLVED
 from itsmd.core.paging import run_cause
-from itsmd.core.playbook import Playbook, Step, step_context
+from itsmd.core.playbook import Playbook, SleepSpec, Step, StepKind, WaitResolvedSpec, step_context
 from itsmd.core.run import (
     Phase,
     Reason,
@@ -39,6 +39,7 @@ from itsmd.template import render_bool
 
 log = logging.getLogger("itsmd.runner")
 MAX_OUTPUT = 65536  # characters of a step's output kept (the tail)
+SELF_TIMED = 1.0  # seconds the backstop timeout leaves a step that ends itself at its timeout
 ENDED_STEP = {StepState.SUCCEEDED: "succeeded", StepState.FAILED: "failed", StepState.TIMED_OUT: "timed_out"}
 
 
@@ -213,8 +214,11 @@ class Execution:
 
     async def _attempt(self, step: Step, context: Mapping[str, Any]) -> Outcome:
         timeout = step.effective_timeout
+        # sleep and wait_resolved end by themselves at `timeout`; the backstop must not beat them to it (a sleep
+        # step without a timeout has timeout == duration, and the earlier deadline would always win)
+        grace = SELF_TIMED if isinstance(step.spec, SleepSpec | WaitResolvedSpec) else 0.0
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout + grace):
                 return await self.kinds.run(step, context, timeout)
         except TimeoutError:
             return Outcome(StepState.TIMED_OUT, output=f"timed out after {timeout:g}s")
@@ -254,6 +258,21 @@ class Execution:
         return await self._end(RunState.UNKNOWN, Reason.NEEDS_HUMAN,
                                f"step {stored['name']}: {recovery.reason}; a person must check and decide")
 
+    async def _expire_silences(self) -> None:
+        """The run's silences end with it (their `endsAt` bounds them if this fails: the daemon died, an
+        Alertmanager is down); the outcome goes to the timeline."""
+        expired, problems = await self.kinds.expire_silences()
+        if not expired and not problems:
+            return
+        now = self.clock.now()
+        text = (f"expired silence(s) {', '.join(expired)}" if expired else "") + (
+            f"{'; ' if expired else ''}could not expire: {'; '.join(problems)} (they end at their endsAt)"
+            if problems else "")
+        if problems:
+            log.warning("silences of run %s not expired: %s", display_id(self.id), "; ".join(problems))
+        note = self._event(now, "run_silences_expired", f"run of {self.row['playbook']}: {text}", silences=expired)
+        await self._write(lambda conn: events.append(conn, note))
+
     async def _end(self, state: RunState, reason: Reason | None, why: str,
                    open_steps: StepState = StepState.SKIPPED) -> str:
         now = self.clock.now()
@@ -281,6 +300,8 @@ class Execution:
             return str(final)
 
         final = await self._write(work)
+        if playbook is not None and any(s.kind == StepKind.SILENCE for s in (*playbook.steps, *playbook.on_failure)):
+            await self._expire_silences()
         log.info("run ended", extra={"run": display_id(self.id), "playbook": self.row["playbook"], "state": final,
                                      "reason": str(reason) if reason else None})
         return str(final)

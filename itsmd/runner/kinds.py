@@ -1,7 +1,8 @@
 """Step kinds as the runner calls them: one coroutine per kind, each returning an Outcome.
 
-An adapter over `itsmd.actions` (exec, http, sleep): the one place that knows their signatures. `wait_resolved`
-lives here because it reads the store; `notify` and `silence` come with later issues and fail for now.
+An adapter over `itsmd.actions` (exec, http, sleep, notify, silence): the one place that knows their signatures.
+`wait_resolved` lives here because it reads the store. Templates are rendered here, in the sandbox, from the run's
+stored context: alert values enter as data.
 """
 
 from __future__ import annotations
@@ -14,10 +15,20 @@ from typing import Any
 from itsmd.actions import sleep
 from itsmd.actions.exec import Executor
 from itsmd.actions.http import HttpCaller
+from itsmd.actions.notify import Note, StepNotifier
 from itsmd.actions.result import StepResult
+from itsmd.actions.silence import Request, Silencer, marker
 from itsmd.core import binding
 from itsmd.core.incident import UNRESOLVED
-from itsmd.core.playbook import ExecSpec, HttpSpec, SleepSpec, Step, WaitResolvedSpec
+from itsmd.core.playbook import (
+    ExecSpec,
+    HttpSpec,
+    NotifySpec,
+    SilenceSpec,
+    SleepSpec,
+    Step,
+    WaitResolvedSpec,
+)
 from itsmd.core.run import StepState
 from itsmd.storage import incidents
 from itsmd.storage.store import SqlStore
@@ -51,6 +62,8 @@ class Actions:
 
     executor: Executor | None = None
     http: HttpCaller | None = None
+    notifier: StepNotifier | None = None
+    silencer: Silencer | None = None
 
 
 class Kinds:
@@ -58,7 +71,9 @@ class Kinds:
     incident, the poll interval). `env` holds the fixed-name variables an exec step gets (run id, key)."""
 
     def __init__(self, store: SqlStore, incident_id: int | None, actions: Actions, poll: float = 0.5,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, run_id: str = "", cycle: int = 0) -> None:
+        self._run_id = run_id  # RUN-n: keys the notify step's outbox rows and marks the silence step's silences
+        self._cycle = cycle
         self._store = store
         self._incident_id = incident_id
         self._actions = actions
@@ -69,6 +84,9 @@ class Kinds:
         """Execute one attempt; ValueError when a template of the step fails (nothing was executed)."""
         spec = step.spec
         if isinstance(spec, SleepSpec):
+            if spec.duration > timeout:
+                await sleep.pause(timeout)
+                return Outcome(StepState.TIMED_OUT, output=f"timed out after {timeout:g}s")
             return outcome(await sleep.pause(spec.duration))
         if isinstance(spec, WaitResolvedSpec):
             return await self.wait_resolved(min(spec.duration, timeout))
@@ -81,7 +99,26 @@ class Kinds:
             return outcome(await self._actions.http.call(spec.method, url, body, timeout, spec.expect,
                                                          headers_file=spec.headers_file,
                                                          headers_env=spec.headers_env))
-        return Outcome(StepState.FAILED, output=f"step kind {step.kind} is not available yet (issue 6 part A)")
+        if isinstance(spec, NotifySpec) and self._actions.notifier is not None:
+            note = Note(self._run_id, self._incident_id, self._cycle, step.name, spec.to, spec.text.render(context))
+            return outcome(await self._actions.notifier.send(note))
+        if isinstance(spec, SilenceSpec) and self._actions.silencer is not None:
+            return outcome(await self._actions.silencer.silence(self.silence_request(step, spec, context), timeout))
+        return Outcome(StepState.FAILED, output=f"step kind {step.kind} cannot run here")
+
+    def silence_request(self, step: Step, spec: SilenceSpec, context: Mapping[str, Any]) -> Request:
+        """Each matcher one JSON object; a rendered value is only ever that matcher's value."""
+        matchers = [{"name": m.name, "value": m.value.render(context), "isRegex": m.is_regex,
+                     "isEqual": m.is_equal} for m in spec.matchers]
+        comment = spec.comment.render(context) if spec.comment is not None else ""
+        return Request(marker(self._run_id, step.name), matchers, spec.duration,
+                       comment or f"itsmd {self._run_id}: step {step.name}")
+
+    async def expire_silences(self) -> tuple[list[str], list[str]]:
+        """Expire the live silences of this run's silence steps: (ids expired, problems)."""
+        if self._actions.silencer is None:
+            return [], []
+        return await self._actions.silencer.expire(marker(self._run_id, ""))
 
     async def wait_resolved(self, duration: float) -> Outcome:
         """Closed loop: succeeded once the incident's cause alerts all cleared (or it resolved), failed when they

@@ -133,7 +133,8 @@ class Runner:
 
     def _kinds_for(self, row: dict[str, Any]) -> Kinds:
         env = {"ITSMD_RUN_ID": display_id(row["id"]), "ITSMD_IDEMPOTENCY_KEY": row["idempotency_key"]}
-        return Kinds(self.store, row["incident_id"], self.actions, poll=self.timers.wait_poll, env=env)
+        return Kinds(self.store, row["incident_id"], self.actions, poll=self.timers.wait_poll, env=env,
+                     run_id=display_id(row["id"]), cycle=row["cycle"])
 
     async def _execute(self, execution: Execution) -> str:
         try:

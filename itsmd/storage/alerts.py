@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, insert, select, text, update
 from sqlalchemy.sql import func
 
 from itsmd.core.alert import Status
 from itsmd.core.episode import Episode, History
 from itsmd.core.reconcile import Local
-from itsmd.storage.tables import alerts
+from itsmd.storage.tables import ALERT_STATUS_UNINDEXED, MUTED_FIRING, alerts
 
 _STATE_COLS = (
     alerts.c.id, alerts.c.fingerprint, alerts.c.status, alerts.c.starts_at, alerts.c.ends_at,
@@ -22,10 +22,18 @@ _STATE_COLS = (
     alerts.c.rule, alerts.c.key_hash, alerts.c.incident_id, alerts.c.symptom, alerts.c.muted_by,
 )
 _CHUNK = 500  # bound parameters per IN (...) query
-# `status || ''`, not `status`: with status bound as a parameter, SQLite's planner (no statistics) prefers the
-# (status, id) index to the fingerprint index and scans every firing episode — a cost that grew with the number
-# of firing alerts. The expression makes only the fingerprint index usable.
-_STATUS_OF_FINGERPRINT = alerts.c.status.concat("")
+# SQLite (no statistics) takes the (status, id) index over the partial index of muted firing alerts and reads
+# every firing alert to find the few muted ones (~100 ms of the writer at 100,000 firing); SQLAlchemy cannot say
+# INDEXED BY for SQLite, so these two are written out.
+_SQLITE_MUTERS = text("SELECT DISTINCT muted_by FROM alerts INDEXED BY alerts_muted "
+                      "WHERE muted_by IS NOT NULL AND status = 'firing'")
+_SQLITE_MUTED_IDS = text("SELECT id FROM alerts INDEXED BY alerts_muted "
+                         "WHERE muted_by IN :ids AND status = 'firing' ORDER BY id LIMIT :limit"
+                         ).bindparams(bindparam("ids", expanding=True))
+
+
+def _sqlite_muted_ids(conn: Connection, silence_ids: Collection[str], limit: int) -> list[int]:
+    return [r[0] for r in conn.execute(_SQLITE_MUTED_IDS, {"ids": list(silence_ids), "limit": limit})]
 
 
 def _episode(r: Row[Any]) -> Episode:
@@ -47,7 +55,7 @@ def histories(
     result = {fp: History() for fp in fps}
     for i in range(0, len(fps), _CHUNK):
         firing = select(*_STATE_COLS).where(
-            alerts.c.fingerprint.in_(fps[i : i + _CHUNK]), _STATUS_OF_FINGERPRINT == Status.FIRING
+            alerts.c.fingerprint.in_(fps[i : i + _CHUNK]), ALERT_STATUS_UNINDEXED == Status.FIRING
         )
         for r in conn.execute(firing):
             result[r.fingerprint] = History(open=_episode(r))
@@ -56,7 +64,7 @@ def histories(
         chunk = need[i : i + _CHUNK]
         latest = (
             select(func.max(alerts.c.id))
-            .where(alerts.c.fingerprint.in_(chunk), _STATUS_OF_FINGERPRINT == Status.RESOLVED)
+            .where(alerts.c.fingerprint.in_(chunk), ALERT_STATUS_UNINDEXED == Status.RESOLVED)
             .group_by(alerts.c.fingerprint)
         )
         for r in conn.execute(select(*_STATE_COLS).where(alerts.c.id.in_(latest.scalar_subquery()))):
@@ -165,7 +173,9 @@ def reroute(conn: Connection, episodes: Iterable[Episode]) -> None:
 
 def muters(conn: Connection) -> list[str]:
     """The silences that muted alerts still firing."""
-    q = select(alerts.c.muted_by).where(alerts.c.muted_by.is_not(None), alerts.c.status == Status.FIRING).distinct()
+    if conn.dialect.name == "sqlite":
+        return [r[0] for r in conn.execute(_SQLITE_MUTERS)]
+    q = select(alerts.c.muted_by).where(MUTED_FIRING).distinct()
     return [r[0] for r in conn.execute(q)]
 
 
@@ -173,7 +183,8 @@ def muted(conn: Connection, silence_ids: Collection[str], limit: int) -> list[Ep
     """Firing alerts muted by the given silences, oldest first, with their labels."""
     q = (
         select(*_STATE_COLS, alerts.c.labels, alerts.c.key)
-        .where(alerts.c.muted_by.in_(list(silence_ids)), alerts.c.status == Status.FIRING)
+        .where(alerts.c.id.in_(_sqlite_muted_ids(conn, silence_ids, limit)) if conn.dialect.name == "sqlite"
+               else and_(alerts.c.muted_by.in_(list(silence_ids)), MUTED_FIRING))
         .order_by(alerts.c.id)
         .limit(limit)
     )
@@ -184,7 +195,7 @@ def expiring(conn: Connection, now: datetime, limit: int) -> list[Episode]:
     """Firing episodes whose pushed endsAt has passed."""
     q = (
         select(*_STATE_COLS)
-        .where(alerts.c.expires_at.is_not(None), alerts.c.expires_at <= now, alerts.c.status == Status.FIRING)
+        .where(alerts.c.expires_at.is_not(None), alerts.c.expires_at <= now, ALERT_STATUS_UNINDEXED == Status.FIRING)
         .order_by(alerts.c.expires_at)
         .limit(limit)
     )

@@ -10,11 +10,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from itsmd.core.leadership import LOCK_CLASS, MIGRATE_KEY
 from itsmd.errors import StartupError, StorageUnavailable
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -69,11 +70,13 @@ def open_database(
 
 
 def migrate(db: Database) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+    """Bring the schema to the newest revision (idempotent; on PostgreSQL one replica at a time)."""
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     try:
         with db.engine.begin() as conn:
+            if not db.is_sqlite:  # replicas starting at once: one migrates, the others then find the head
+                conn.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": LOCK_CLASS, "b": MIGRATE_KEY})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except SQLAlchemyError as e:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, false, func, or_, select
 
 from itsmd.core.alert import Status
-from itsmd.storage.tables import alerts, incidents, silences
+from itsmd.storage.tables import ALERT_STATUS_UNINDEXED, alerts, incidents, silences
 
 
 def next_due(conn: Connection, after: datetime, stale_after: float, horizon: datetime | None = None,
@@ -26,7 +26,8 @@ def next_due(conn: Connection, after: datetime, stale_after: float, horizon: dat
     candidates = [
         conn.execute(select(func.min(incidents.c.resolve_at)).where(incidents.c.resolve_at > after)).scalar(),
         conn.execute(select(func.min(incidents.c.close_at)).where(incidents.c.close_at > after)).scalar(),
-        conn.execute(select(func.min(alerts.c.expires_at)).where(firing, alerts.c.expires_at > after)).scalar(),
+        conn.execute(select(func.min(alerts.c.expires_at)).where(ALERT_STATUS_UNINDEXED == Status.FIRING,
+                                                                 alerts.c.expires_at > after)).scalar(),
         conn.execute(select(func.min(silences.c.starts_at)).where(silences.c.starts_at > after)).scalar(),
         conn.execute(select(func.min(silences.c.ends_at)).where(silences.c.ends_at > after)).scalar(),
     ]

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete, func, select, text
 
+from itsmd.core.leadership import LOCK_CLASS, PIPELINE_KEY
 from itsmd.storage.tables import inbox
 from itsmd.storage.writer import Rows
 
@@ -33,7 +34,13 @@ def oldest(conn: Connection, limit: int) -> list[InboxRow]:
 def next_batch(conn: Connection, limit: int, max_bytes: int) -> tuple[list[InboxRow], bool]:
     """The oldest deliveries, at most `limit` of them and `max_bytes` of payload (the first one whatever its
     size), and whether more are waiting after them. Sizes are read first, so a storm of large deliveries never
-    loads more than one batch's payloads."""
+    loads more than one batch's payloads.
+
+    On PostgreSQL the batch first takes a transaction-level advisory lock: should two replicas ever both believe
+    they lead (a leader frozen past its lock's end), their batches still run one after the other, each on the
+    inbox the other left."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": LOCK_CLASS, "b": PIPELINE_KEY})
     sizes = conn.execute(select(inbox.c.id, func.length(inbox.c.payload)).order_by(inbox.c.id).limit(limit + 1)).all()
     taken, total = 0, 0
     for _, size in sizes[:limit]:

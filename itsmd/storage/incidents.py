@@ -12,7 +12,7 @@ from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, sel
 
 from itsmd.core.alert import Status
 from itsmd.core.incident import UNRESOLVED, Counts
-from itsmd.storage.tables import alerts, incidents
+from itsmd.storage.tables import ALERT_STATUS_UNINDEXED, alerts, incidents
 
 Pair = tuple[str, str]  # (rule, key_hash)
 Row = dict[str, Any]
@@ -208,10 +208,9 @@ def firing_causes(conn: Connection, ids: Collection[int], limit: int) -> dict[in
     counts = dict.fromkeys(found, 0)
     wanted = sorted(found)
     for i in range(0, len(wanted), 500):
-        # `status || ''`: SQLite must use the incident index, not scan the (status, id) index of every firing alert.
         q = (select(alerts.c.incident_id, alerts.c.labels, alerts.c.annotations, alerts.c.status,
                     alerts.c.starts_at, alerts.c.fingerprint)
-             .where(alerts.c.incident_id.in_(wanted[i:i + 500]), alerts.c.status.concat("") == Status.FIRING,
+             .where(alerts.c.incident_id.in_(wanted[i:i + 500]), ALERT_STATUS_UNINDEXED == Status.FIRING,
                     alerts.c.symptom.is_(None))
              .order_by(alerts.c.id))
         for r in conn.execute(q):

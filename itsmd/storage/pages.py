@@ -3,6 +3,7 @@ itsmd.notify.outbox)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,12 +16,26 @@ from itsmd.storage.tables import incidents, pages, paging
 Row = dict[str, Any]
 PENDING, SENT, FAILED, SUPPRESSED = "pending", "sent", "failed", "suppressed"
 SUMMARY = "summary"
+NOTIFY = "notify"  # the event of a `notify` step's message (not a page: the hourly budget does not count it)
 
 
 def page_key(incident_id: int | None, cycle: int, cause: str, sequence: int, notifier: str | None) -> str:
     """The idempotency key of one page to one notifier."""
     who = "summary" if incident_id is None else f"INC-{incident_id}"
     return f"{who}/{cycle}/{cause}/{sequence}/{notifier or '-'}"
+
+
+def step_key(run_id: str, step: str, notifier: str) -> str:
+    """The idempotency key of a `notify` step's message to one notifier: `RUN-n/notify/<digest>`, so a retried or
+    resumed step queues nothing twice."""
+    digest = hashlib.sha256(f"{step}\0{notifier}".encode()).hexdigest()[:32]
+    return f"{run_id}/notify/{digest}"
+
+
+def run_of_key(key: str) -> str | None:
+    """The run (`RUN-n`) whose notify step queued the page with `key`, else None."""
+    head, _, rest = key.partition("/")
+    return head if head.startswith("RUN-") and rest.startswith("notify/") else None
 
 
 def enqueue(conn: Connection, rows: list[Row]) -> int:
@@ -75,6 +90,32 @@ def due(conn: Connection, now: datetime, limit: int) -> list[Row]:
     q = (select(pages).where(pages.c.state == PENDING, pages.c.next_attempt_at <= now, ~blocked)
          .order_by(pages.c.id).limit(limit))
     return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def claim(conn: Connection, now: datetime, lease_until: datetime, limit: int) -> list[Row]:
+    """Take the due pages (as `due` picks them) for one sender until `lease_until`: their next attempt moves to
+    then, so no other sender takes them meanwhile, and a sender that dies leaves them due again after it. On
+    PostgreSQL the rows are locked with SKIP LOCKED, so concurrent replicas never take the same page. Rows are
+    returned as they were before the claim."""
+    earlier = aliased(pages)
+    blocked = exists().where(earlier.c.state == PENDING, earlier.c.incident_id == pages.c.incident_id,
+                             earlier.c.notifier == pages.c.notifier, earlier.c.id < pages.c.id)
+    q = (select(pages).where(pages.c.state == PENDING, pages.c.next_attempt_at <= now, ~blocked)
+         .order_by(pages.c.id).limit(limit))
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(of=pages, skip_locked=True)
+    rows = [dict(r._mapping) for r in conn.execute(q)]
+    if rows:
+        conn.execute(update(pages).where(pages.c.id.in_([r["id"] for r in rows]))
+                     .values(next_attempt_at=lease_until))
+    return rows
+
+
+def renew(conn: Connection, leases: dict[int, datetime], lease_until: datetime) -> None:
+    """Extend the leases of pages still claimed as `leases` says (id -> the lease's end as claimed)."""
+    for page_id, until in leases.items():
+        conn.execute(update(pages).where(pages.c.id == page_id, pages.c.state == PENDING,
+                                         pages.c.next_attempt_at == until).values(next_attempt_at=lease_until))
 
 
 def next_attempt(conn: Connection) -> datetime | None:

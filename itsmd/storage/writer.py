@@ -55,6 +55,9 @@ class Writer:
         self._stopping = False
         self.batches = 0
         self.on_batch: Callable[[int, float], None] | None = None  # (size, seconds) for metrics
+        # (error, writes) for metrics, on the event loop: writes not committed because the database failed
+        # (unavailable | failed) or the writer is not running (stopped).
+        self.on_error: Callable[[str, int], None] | None = None
 
     @property
     def alive(self) -> bool:
@@ -80,6 +83,8 @@ class Writer:
     async def submit(self, work: Callable[[Connection], T]) -> T:
         """Run `work(conn)` inside a transaction; returns once it is committed."""
         if self._task is None or self._stopping or self._loop_ref is None:
+            if self.on_error is not None:
+                self.on_error("stopped", 1)
             raise StorageUnavailable("the writer is not running")
         fut: asyncio.Future[T] = self._loop_ref.create_future()
         self._queue.put_nowait((work, fut))
@@ -104,6 +109,13 @@ class Writer:
                 self.on_batch(len(batch), loop.time() - started)
 
     def _settle(self, batch: list[tuple[Work, asyncio.Future[Any]]], results: list[Any]) -> None:
+        if self.on_error is not None:
+            unavailable = sum(isinstance(r, StorageUnavailable) for r in results)
+            failed = sum(isinstance(r, StorageError) for r in results) - unavailable
+            if unavailable:
+                self.on_error("unavailable", unavailable)
+            if failed:
+                self.on_error("failed", failed)
         for (_, fut), result in zip(batch, results, strict=True):
             if not fut.done():
                 if isinstance(result, BaseException):

@@ -49,6 +49,7 @@ class WebContext:
     cancel_run: Callable[[int], Awaitable[bool]] = field(default=_not_here)
     body_timeout: float = 30.0  # seconds to receive a request body (limits.body_timeout)
     report_settings: Callable[[], ReportSettings] = field(default=ReportSettings)  # reports:, reloadable
+    role: Callable[[], str] = field(default=lambda: "leader")  # scale-out: "leader" | "follower" (of this replica)
 
 
 CONTEXT = web.AppKey("itsmd", WebContext)

@@ -126,7 +126,9 @@ def _schemas() -> dict[str, Schema]:
                              "action": _STR, "reason": _STR_OR_NULL, "data": _nullable(_ANY_OBJECT),
                              "prev_hash": _STR_OR_NULL, "hash": _STR}),
         "Run": run,
-        "Automation": _obj({"enabled": _BOOL}, required=("enabled",), extra=True),
+        "Automation": _obj({"enabled": _BOOL, "role": {"enum": ["leader", "follower"], "description":
+                            "GET only: this replica's role (scale-out, docs/deployment.md)"}},
+                           required=("enabled",), extra=True),
         "Accepted": _obj({"accepted": _INT, "quarantined": _INT}),
     }
 
@@ -337,7 +339,8 @@ def _paths() -> dict[str, Schema]:
         "/metrics": {"get": _op("Prometheus metrics", None, {"200": {
             "description": "Prometheus text format", "content": {"text/plain": {"schema": _STR}}}}, errors=())},
         "/-/healthy": {"get": _op("Liveness: the process answers", None, _text("ok", 200), errors=())},
-        "/-/ready": {"get": _op("Readiness: migrated, and a write goes through", None,
+        "/-/ready": {"get": _op("Readiness: migrated, and a write goes through; header X-Itsmd-Role: leader|follower",
+                                None,
                                 _text("ready, or why not", 200, 503), errors=())},
         "/-/reload": {"post": _op(
             "Reload the configuration; on any problem answer 400 and keep the running one", "admin", {

@@ -215,7 +215,8 @@ def _automation(conn: Connection, config_enabled: bool, dry_run: bool) -> dict[s
 async def get_automation(request: web.Request) -> web.Response:
     c = ctx(request)
     sw = c.switches()
-    return json_response(await c.store.read(lambda conn: _automation(conn, sw.enabled, sw.dry_run)))
+    found = await c.store.read(lambda conn: _automation(conn, sw.enabled, sw.dry_run))
+    return json_response({**found, "role": c.role()})  # scale-out: this replica's role
 
 
 @requires(Permission.ADMINISTER)
