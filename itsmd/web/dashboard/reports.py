@@ -5,7 +5,7 @@ The page computes no figure itself: it asks the report engine (`itsmd.report`, t
 (`chart`). Ranges: the last 7, 30 or 90 days (ending at the current minute), or `from`/`to` as dates (whole days
 in `reports.timezone`, `to` included) or RFC 3339 times (`to` excluded). The engine's answers are cached per
 range for `CACHE_SECONDS` and shown (dated) while a newer answer is computed, because a report reads every incident
-of its period: seconds at 100,000 incidents (docs/benchmarks.md).
+of its period: up to about 2 s at 100,000 incidents on SQLite (docs/benchmarks.md).
 """
 
 from __future__ import annotations
