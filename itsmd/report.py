@@ -18,7 +18,7 @@ from itsmd.core import report as core
 from itsmd.core.problem import display_id
 from itsmd.core.report import Dimension, Period, Settings, Stat, Targets
 
-__all__ = ["KINDS", "Settings", "build", "from_database", "mttr", "recurring", "settings", "summary"]
+__all__ = ["KINDS", "Settings", "build", "from_database", "groups", "mttr", "recurring", "settings", "summary"]
 from itsmd.core.rule import Rule
 from itsmd.core.timestamp import format_time
 from itsmd.errors import StorageUnavailable
@@ -54,6 +54,7 @@ def _figures(conn: Connection, scope: Scope, s: Settings, now: datetime) -> dict
     mtbf = _mtbf(sql.mtbf_rows(conn, scope), scope)
     alerts = sql.alert_counts(conn, scope)
     runs = sql.playbook_runs(conn, scope)
+    resolved = sql.resolutions(conn, scope)
     groups = set(counts) | set(alerts)
     if scope.by is None:
         groups = {""}
@@ -75,6 +76,7 @@ def _figures(conn: Connection, scope: Scope, s: Settings, now: datetime) -> dict
             "noise_reduction": core.reduction(c.incidents, a.episodes),
             "sla_breaches": {p: {"ack": breaches.get(p, (0, 0))[0], "restore": breaches.get(p, (0, 0))[1]}
                              for p in sorted(s.sla)},
+            "resolutions": resolved.get(g, dict.fromkeys(sql.RESOLUTIONS, 0)),
         }
     return out
 
@@ -89,6 +91,12 @@ def summary(conn: Connection, s: Settings, p: Period, by: Dimension | None, now:
         doc["noisiest"] = sql.noisiest(conn, p, noisiest)
     doc["by"] = _figures(conn, _scope(p, by, s), s, now) if by is not None else {}
     return doc
+
+
+def groups(conn: Connection, s: Settings, p: Period, by: Dimension, now: datetime) -> dict[str, dict[str, Any]]:
+    """The summary's `by` member alone (`summary(..., by)["by"]` without the ungrouped figures again): for a
+    caller that already has those, e.g. the dashboard's reports page."""
+    return _figures(conn, _scope(p, by, s), s, now)
 
 
 def mttr(conn: Connection, s: Settings, p: Period, by: Dimension | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import os
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,100 @@ def test_dashboard_in_a_real_browser(daemon: ServeProcess, browser: Any, artifac
     assert watch.problems == []
     shots = {f.name for f in artifacts.iterdir()}
     assert {"incidents.png", "incident-acknowledged.png", "incidents-phone.png"} <= shots
+    ctx.close()
+
+
+def _rfc3339(when: datetime) -> str:
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_reports_page_draws_its_charts_from_real_data(daemon: ServeProcess, browser: Any, artifacts: Path) -> None:
+    """Incidents detected in three different ISO weeks (the alerts' startsAt: 15 and 8 days ago, and now): one
+    clears by itself (self-healed), one is acknowledged and resolved by a person, one still fires. The reports
+    page draws a week group per week the API reports, with the API's numbers, and a `<script>` alert name as
+    text."""
+    p = daemon
+    now = datetime.now(UTC)
+    old, last, fresh = now - timedelta(days=15), now - timedelta(days=8), now - timedelta(minutes=5)
+    cleared = {**firing_alert({"alertname": EVIL, "instance": "old-1"}, _rfc3339(old)), "status": "resolved",
+               "endsAt": _rfc3339(old + timedelta(minutes=10))}
+    api(p, "POST", WEBHOOK, webhook_body([firing_alert({"alertname": EVIL, "instance": "old-1"}, _rfc3339(old)),
+                                          firing_alert({"alertname": "DiskFull", "instance": "db-9",
+                                                        "severity": "critical"}, _rfc3339(last)),
+                                          firing_alert({"alertname": "Probe", "instance": "web-9"},
+                                                       _rfc3339(fresh))]), headers=p.ingest_headers())
+    found = incidents_by_instance(p, {"old-1", "db-9", "web-9"})
+    api(p, "POST", WEBHOOK, webhook_body([cleared]), headers=p.ingest_headers())
+    operator = {"Authorization": f"Bearer {OPERATOR}"}
+    for action in ("ack", "resolve"):
+        api(p, "POST", f"/api/v1/incidents/{found['db-9']['id']}/{action}", {}, headers=operator)
+    deadline = time.monotonic() + 20
+    while api(p, "GET", f"/api/v1/incidents/{found['old-1']['id']}")["state"] != "resolved":
+        assert time.monotonic() < deadline, "the cleared alert did not resolve its incident"
+        time.sleep(0.1)
+
+    ctx = browser.new_context(http_credentials={"username": "oncall", "password": OPERATOR},
+                              viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(WAIT_MS)
+    page = ctx.new_page()
+    watch = Watch(page)
+    assert page.goto(p.url + "/").status == 200
+    page.get_by_role("link", name="Reports", exact=True).click()  # from the navigation
+    page.wait_for_url("**/reports")
+    page.get_by_role("link", name="Last 30 days").click()
+    page.wait_for_url("**/reports?range=30d")
+    page.screenshot(path=str(artifacts / "reports.png"), full_page=True)
+
+    times = page.locator("#period time").all_text_contents()
+    summary = api(p, "GET", f"/api/v1/reports/summary?from={times[0]}&to={times[1]}&by=week&noisiest=10")
+    weeks = sorted(summary["by"])
+    assert summary["incidents"] == 3 and len(weeks) >= 3  # 30 days touch 5 or 6 ISO weeks
+
+    # Stacked resolutions: one group per week, labelled by week, the non-zero segments where the API has them.
+    groups = page.locator("#chart-resolutions g.group")
+    assert groups.count() == len(weeks)
+    assert [groups.nth(k).get_attribute("data-category") for k in range(len(weeks))] == weeks
+    assert page.locator("#chart-resolutions g.categories text").all_text_contents() == [w[-3:] for w in weeks]
+    drawn = {(g.get_attribute("data-category"), b.get_attribute("data-series"))
+             for g in groups.all() for b in g.locator("rect.bar").all()
+             if float(b.get_attribute("data-value") or 0) > 0 and float(b.get_attribute("height") or 0) > 0}
+    want = {(w, k) for w in weeks for k, n in summary["by"][w]["resolutions"].items() if n > 0}
+    assert drawn == want and {k for _, k in want} == {"self_healed", "manual"}
+    # MTTA: a point for the week where a person acknowledged; each point sits on the chart (really rendered).
+    mtta = page.locator('#chart-mtta g.series[data-series="mean"] g.point')
+    assert [mtta.nth(k).get_attribute("data-category") for k in range(mtta.count())] == [
+        w for w in weeks if summary["by"][w]["mtta"]["n"]]
+    box = mtta.first.bounding_box()
+    assert box is not None and box["width"] > 0
+    # Noisiest: the `<script>` alert name is SVG text, nothing ran.
+    names = page.locator("#chart-noisiest g.rank")
+    assert [names.nth(k).get_attribute("data-label") for k in range(names.count())] == [
+        n["alertname"] for n in summary["noisiest"]]
+    assert page.locator("#chart-noisiest text", has_text=EVIL).count() == 1
+    # SLA: the default targets (P1, P2) as categories; the P2 incident was restored late.
+    assert page.locator("#chart-sla g.group").count() == len(summary["sla_breaches"])
+    # Keyboard: a data table opens from its summary.
+    summary_el = page.locator("summary", has_text="Resolutions per week as a table")
+    summary_el.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#table-resolutions")).to_be_visible()
+
+    assert watch.problems == []
+
+    # A bad range is a 400 page with the form, not an error (the browser logs the 400 status, nothing else).
+    assert page.goto(p.url + "/reports?range=forever").status == 400
+    expect(page.locator("#range-error")).to_contain_text("range must be one of")
+    assert [m for m in watch.problems if "status of 400" not in m] == []
+    watch.problems.clear()
+
+    # Readable on a phone: the charts scale down, nothing scrolls sideways.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(p.url + "/reports?range=30d")
+    page.screenshot(path=str(artifacts / "reports-phone.png"), full_page=True)
+    assert page.locator("html").evaluate("e => e.scrollWidth") <= 390 + 1
+    width = page.locator("#chart-resolutions").bounding_box()
+    assert width is not None and width["width"] <= 390
+    assert watch.problems == []
     ctx.close()
 
 

@@ -377,3 +377,17 @@ def recurring(conn: Connection, p: Period, minimum: int, limit: int) -> list[dic
                     "downtime": float(downtime or 0.0), "last_seen_at": last_at,
                     "known_error": known.get(pid) is not None if pid is not None else False})
     return out
+
+
+RESOLUTIONS = ("auto_remediated", "self_healed", "manual")  # the incident's `resolution` values, as counted
+
+
+def resolutions(conn: Connection, scope: Scope) -> dict[str, dict[str, int]]:
+    """Per group: the period's resolved incidents by their `resolution` (auto_remediated, self_healed, manual),
+    as recorded on the incident (an auto-remediation a person also touched counts as auto_remediated here)."""
+    i = incidents.c
+    grp = group_of(scope).label("grp")
+    cols = [func.coalesce(func.sum(case((and_(i.resolved_at.is_not(None), i.resolution == r), 1), else_=0)), 0)
+            for r in RESOLUTIONS]
+    q = _grouped(select(grp, *cols).where(_in_period(scope.period)), grp if scope.by is not None else None)
+    return {r[0]: {name: int(v) for name, v in zip(RESOLUTIONS, r[1:], strict=True)} for r in conn.execute(q).all()}

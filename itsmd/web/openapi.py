@@ -322,6 +322,16 @@ def _paths() -> dict[str, Schema]:
         "/silences": {"get": _op("Dashboard: silences (HTML)", "viewer", _html("the page"), params=list_params)},
         "/approvals": {"get": _op("Dashboard: runs awaiting approval, approve/reject for operators (HTML)", "viewer",
                                   _html("the page"), params=list_params)},
+        "/reports": {"get": _op(
+            "Dashboard: reports as charts (HTML; the figures of summary?by=week&noisiest=10 and recurring)", "viewer",
+            {**_html("the page"), "400": {"description": "a range it cannot read: the page with the message",
+                                          "content": {"text/html": {"schema": _STR}}}},
+            params=[_query("range", _STR, "7d, 30d or 90d (default 30d)"),
+                    _query("from", _STR, "YYYY-MM-DD (a day in reports.timezone) or RFC 3339"),
+                    _query("to", _STR, "YYYY-MM-DD (included) or RFC 3339 (excluded)")],
+            errors=(401, 403, 503))},
+        "/problems/{id}": {"get": _op("Dashboard: one problem (HTML)", "viewer", _html("the page"),
+                                      params=[_path_param()], errors=(*_READ_ERRORS, 404))},
         "/static/{name}": {"get": _op("Dashboard assets (a fixed list)", None, {"200": {
             "description": "the asset",
             "content": {"text/css": {"schema": _STR}, "text/javascript": {"schema": _STR}}}},

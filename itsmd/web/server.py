@@ -12,6 +12,7 @@ from itsmd.web import alerts, audit, incidents, ingest, openapi, ops, problems, 
 from itsmd.web.auth import PRINCIPAL, Handler, check
 from itsmd.web.context import CONTEXT, WebContext, ctx
 from itsmd.web.dashboard import pages as dashboard
+from itsmd.web.dashboard import reports as dashboard_reports
 from itsmd.web.errors import error_answer
 
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -95,4 +96,5 @@ def build_app(context: WebContext, max_body_bytes: int) -> web.Application:
     app.router.add_get("/-/ready", ops.ready)
     app.router.add_post("/-/reload", ops.reload)
     dashboard.add_routes(app)  # the web dashboard: GET /, its pages and static assets
+    dashboard_reports.add_routes(app)  # the dashboard's reports page and problem page
     return app

@@ -23,6 +23,7 @@ from itsmd.errors import BadRequest, NotFound
 from itsmd.storage import incidents, problems, runs, silences
 from itsmd.web.auth import PRINCIPAL, requires
 from itsmd.web.context import ctx
+from itsmd.web.dashboard.chart import duration_text
 from itsmd.web.incidents import incident_detail, incident_json
 from itsmd.web.listing import Window, page, window
 from itsmd.web.problems import problem_json
@@ -56,6 +57,7 @@ _env = jinja2.Environment(
     lstrip_blocks=True,
 )
 _env.filters["web_link"] = _web_link
+_env.filters["duration"] = lambda seconds: "—" if seconds is None else duration_text(seconds)  # reports page
 
 
 def _render(request: web.Request, name: str, **values: Any) -> web.Response:
