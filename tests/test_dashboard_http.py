@@ -148,7 +148,8 @@ async def test_assets_ship_in_the_package(client: Client) -> None:
 async def test_problems_show_known_errors_as_text(client: Client, running: Daemon) -> None:
     assert "No problems recorded." in await html(client, "/problems")
     await send(client, running, alert("p-1"), alert("p-2"))  # two incidents of one rule: a problem
-    [problem] = re.findall(r"<td>(PRB-\d+)</td>", await html(client, "/problems"))
+    [problem] = re.findall(r'<td><a href="/problems/(PRB-\d+)">PRB-\d+</a></td>', await html(client, "/problems"))
+    assert problem in await html(client, f"/problems/{problem}")  # the list links to the problem's page
     resp = await client.put(f"/api/v1/problems/{problem}/known-error", headers=OPS,
                             json={"root_cause": "<b>disk</b> full", "workaround": "rotate logs"})
     assert resp.status == 200, await resp.text()
