@@ -154,9 +154,11 @@ def itsmd_command(arg: str | None) -> list[str]:
 
 
 def write_itsmd_dir(work: Path, port: int, synchronous: str | None, *, database: str = "sqlite:///itsmd.db",
-                    name: str = "itsmd") -> tuple[Path, str, str]:
+                    name: str = "itsmd", auth: bool = True) -> tuple[Path, str, str]:
     """WORK/NAME/itsmd.yaml listening on HOST:port with bearer auth (an ingest and a viewer token, each in a
-    0600 file beside it); returns (config path, ingest token, viewer token)."""
+    0600 file beside it); returns (config path, ingest token, viewer token). auth=False leaves the `auth:`
+    section out (no authentication: allowed on a loopback listen address; the tokens are then accepted and
+    ignored)."""
     d = work / name
     d.mkdir()
     ingest_token, view_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -167,11 +169,14 @@ def write_itsmd_dir(work: Path, port: int, synchronous: str | None, *, database:
     lines = [
         f"listen: {HOST}:{port}",
         f"database: {database}",
-        "auth:",
-        "  tokens:",
-        "    - {name: bench, role: ingest, token_file: bench.token}",
-        "    - {name: benchview, role: viewer, token_file: view.token}",
     ]
+    if auth:
+        lines += [
+            "auth:",
+            "  tokens:",
+            "    - {name: bench, role: ingest, token_file: bench.token}",
+            "    - {name: benchview, role: viewer, token_file: view.token}",
+        ]
     if synchronous:
         lines += ["storage:", f"  sqlite_synchronous: {synchronous}"]
     cfg = d / "itsmd.yaml"
