@@ -1,13 +1,16 @@
-"""Shared by the benchmarks in bench/ (ingest, targets): ports, the processes a bench starts (and only those
-are ever stopped), itsmd's temp config, /metrics parsing, /proc readings (memory, CPU shares) and running
-../shared/tools/loadgen.py pinned to its cores. Every server is started on, and every request sent to, 127.0.0.1.
+"""Shared by the benchmarks in bench/ (ingest, targets, dashboard, api): ports, the processes a bench starts (and
+only those are ever stopped), itsmd's temp config, /metrics parsing, /proc readings (memory, CPU shares), running
+../shared/tools/loadgen.py pinned to its cores, and a bulk fixture of stored incidents. Every server is started on,
+and every request sent to, 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -21,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -150,9 +154,11 @@ def itsmd_command(arg: str | None) -> list[str]:
 
 
 def write_itsmd_dir(work: Path, port: int, synchronous: str | None, *, database: str = "sqlite:///itsmd.db",
-                    name: str = "itsmd") -> tuple[Path, str, str]:
+                    name: str = "itsmd", auth: bool = True) -> tuple[Path, str, str]:
     """WORK/NAME/itsmd.yaml listening on HOST:port with bearer auth (an ingest and a viewer token, each in a
-    0600 file beside it); returns (config path, ingest token, viewer token)."""
+    0600 file beside it); returns (config path, ingest token, viewer token). auth=False leaves the `auth:`
+    section out (no authentication: allowed on a loopback listen address; the tokens are then accepted and
+    ignored)."""
     d = work / name
     d.mkdir()
     ingest_token, view_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -163,11 +169,14 @@ def write_itsmd_dir(work: Path, port: int, synchronous: str | None, *, database:
     lines = [
         f"listen: {HOST}:{port}",
         f"database: {database}",
-        "auth:",
-        "  tokens:",
-        "    - {name: bench, role: ingest, token_file: bench.token}",
-        "    - {name: benchview, role: viewer, token_file: view.token}",
     ]
+    if auth:
+        lines += [
+            "auth:",
+            "  tokens:",
+            "    - {name: bench, role: ingest, token_file: bench.token}",
+            "    - {name: benchview, role: viewer, token_file: view.token}",
+        ]
     if synchronous:
         lines += ["storage:", f"  sqlite_synchronous: {synchronous}"]
     cfg = d / "itsmd.yaml"
@@ -408,3 +417,60 @@ def git_state() -> dict[str, Any]:
     return {"head": git("rev-parse", "--short", "HEAD").strip(),
             "changed": [line[3:] for line in git("status", "--porcelain").splitlines()]}
 
+
+
+# --------------------------------------------------------------------------------------------- incidents
+_START = datetime(2026, 1, 1, tzinfo=UTC)
+_STATES = ["closed"] * 6 + ["resolved"] * 3 + ["open", "acknowledged"]
+_BATCH = 5_000
+
+
+def incident_row(i: int, rng: random.Random) -> dict[str, Any]:
+    """Incident number i of the bulk fixture: one every 30 s from 2026-01-01, every tenth open (the newest
+    included), the rest mostly resolved or closed; 50 services svc-0..svc-49 (i % 50), P1..P5, 200 rules."""
+    opened = _START + timedelta(seconds=30 * i)
+    state = "open" if i % 10 == 0 else rng.choice(_STATES)  # at least 10 % unresolved, newest included
+    service = f"svc-{i % 50}"
+    labels = {"alertname": f"Alert{i % 200}", "instance": f"host-{i}", "service": service}
+    done = state in ("resolved", "closed")
+    return {
+        "rule": f"rule-{i % 200}", "key": f'{{instance="host-{i}"}}',
+        "key_hash": hashlib.sha256(f"host-{i}".encode()).hexdigest(), "title": f"host-{i} is down",
+        "state": state, "priority": f"P{1 + i % 5}", "impact": "medium", "urgency": "medium", "service": service,
+        "owner": "team-a", "assignee": None, "labels": labels, "alert_count": 1, "firing_count": 0 if done else 1,
+        "detected_at": opened, "opened_at": opened,
+        "acknowledged_at": opened + timedelta(minutes=5) if state != "open" else None, "restored_at": None,
+        "resolved_at": opened + timedelta(minutes=30) if done else None,
+        "closed_at": opened + timedelta(days=1) if state == "closed" else None,
+        "resolution": "manual" if done else None, "problem_id": None, "signature": None, "signature_hash": None,
+        "previous_incident_id": None, "reopen_count": 0, "flapping": False, "signal_lost": False,
+        "resolve_at": None, "close_at": None, "page_at": None, "updated_at": opened,
+    }
+
+
+def store_incidents(database_url: str, count: int) -> float:
+    """Migrate the database at database_url and store `count` incidents of the bulk fixture straight through the
+    storage layer (batched inserts, one transaction; seconds taken returned). The database must be new."""
+    from sqlalchemy import insert  # late: the HTTP-only benches need no SQLAlchemy
+
+    from itsmd.storage.database import migrate, open_database
+    from itsmd.storage.tables import incidents as incidents_table
+
+    db = open_database(database_url)
+    migrate(db)
+    rng = random.Random(10)
+    t0 = time.monotonic()
+    try:
+        with db.engine.begin() as conn:
+            for first in range(0, count, _BATCH):
+                conn.execute(insert(incidents_table),
+                             [incident_row(i, rng) for i in range(first, min(count, first + _BATCH))])
+    finally:
+        db.engine.dispose()
+    return time.monotonic() - t0
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    """The q-quantile (0 < q <= 1) of values by the nearest-rank method."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, int(q * len(ordered) + 0.999999) - 1))]
