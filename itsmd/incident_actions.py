@@ -113,23 +113,28 @@ def note(conn: Connection, number: int, actor: str, body: dict[str, Any], now: d
 def deadlines(conn: Connection, now: datetime, close_after: float, limit: int = 500) -> int:
     """Resolve incidents whose quiet period passed and close resolved ones whose close_after passed."""
     done: list[Event] = []
-    for row in incidents.due(conn, "resolve_at", now, limit):
-        if row["state"] in (State.OPEN, State.ACKNOWLEDGED):
-            resolution, cancelled = remediate.on_resolved(conn, row, now)
-            incidents.change(conn, row["id"], {
+    changes: list[tuple[int, dict[str, Any]]] = []
+    due = incidents.due(conn, "resolve_at", now, limit)
+    quiet = [row for row in due if row["state"] in (State.OPEN, State.ACKNOWLEDGED)]
+    resolutions = remediate.on_resolved(conn, quiet, now)
+    for row in due:
+        if row["id"] in resolutions:
+            resolution, cancelled = resolutions[row["id"]]
+            changes.append((row["id"], {
                 "state": State.RESOLVED, "resolved_at": now, "resolution": resolution,
-                "resolve_at": None, "close_at": now + timedelta(seconds=close_after), "updated_at": now})
+                "resolve_at": None, "close_at": now + timedelta(seconds=close_after), "updated_at": now}))
             done.append(Event(now, "incident", row["id"], "system", "resolved", f"quiet period passed ({resolution})"))
             done += cancelled
         else:
-            incidents.change(conn, row["id"], {"resolve_at": None})
+            changes.append((row["id"], {"resolve_at": None}))
     for row in incidents.due(conn, "close_at", now, limit):
         if row["state"] == State.RESOLVED:
-            incidents.change(conn, row["id"], {"state": State.CLOSED, "closed_at": now, "close_at": None,
-                                               "updated_at": now})
+            changes.append((row["id"], {"state": State.CLOSED, "closed_at": now, "close_at": None,
+                                        "updated_at": now}))
             done.append(Event(now, "incident", row["id"], "system", "closed", "close_after passed"))
         else:
-            incidents.change(conn, row["id"], {"close_at": None})
+            changes.append((row["id"], {"close_at": None}))
+    incidents.change_many(conn, changes)
     events.append(conn, done)
     return len(done)
 

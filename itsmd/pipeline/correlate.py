@@ -298,6 +298,7 @@ def settle(conn: Connection, routing: Routing, ids: Iterable[int], close_after: 
         return
     rows = incidents.get_many(conn, ids)
     updates: list[tuple[int, dict[str, Any]]] = []
+    resolving: list[tuple[dict[str, Any], str, dict[str, Any]]] = []
     for incident_id, counts in incidents.counts(conn, ids).items():
         row = rows.get(incident_id)
         if row is None:
@@ -326,10 +327,15 @@ def settle(conn: Connection, routing: Routing, ids: Iterable[int], close_after: 
             values["restored_at"] = p.restored_at or row["restored_at"]
             values["resolve_at"] = (row["resolve_at"] or p.resolve_at) if p.resolve_at else None
             if p.resolve:
-                resolution, cancelled = remediate.on_resolved(conn, row, now)
-                values.update(state=State.RESOLVED, resolved_at=now, resolution=resolution,
-                              resolve_at=None, close_at=now + timedelta(seconds=close_after))
-                out.events.append(Event(now, "incident", incident_id, SYSTEM, "resolved", f"{p.reason} ({resolution})"))
-                out.events += cancelled
+                values.update(state=State.RESOLVED, resolved_at=now, resolve_at=None,
+                              close_at=now + timedelta(seconds=close_after))
+                resolving.append((row, p.reason, values))
         updates.append((incident_id, values))
+    # Each incident's resolution is its last change here, so deciding them together keeps its timeline's order.
+    resolutions = remediate.on_resolved(conn, [row for row, _, _ in resolving], now)
+    for row, reason, values in resolving:
+        resolution, cancelled = resolutions[row["id"]]
+        values["resolution"] = resolution
+        out.events.append(Event(now, "incident", row["id"], SYSTEM, "resolved", f"{reason} ({resolution})"))
+        out.events += cancelled
     incidents.change_many(conn, updates)

@@ -318,23 +318,31 @@ def _record(d: _Decided, run_id: int, now: datetime, out: Triggered) -> None:
     out.decisions[(name, str(reason) if reason else str(d.state))] += 1
 
 
-def on_resolved(conn: Connection, incident: Mapping[str, Any], now: datetime) -> tuple[Resolution, list[Event]]:
-    """The resolution of an incident whose alerts cleared (DESIGN §1.6 item 7): `auto_remediated` when a
+def on_resolved(conn: Connection, resolving: Sequence[Mapping[str, Any]],
+                now: datetime) -> dict[int, tuple[Resolution, list[Event]]]:
+    """The resolution of each incident whose alerts cleared (DESIGN §1.6 item 7), by id: `auto_remediated` when a
     remediation step of a run of this opening succeeded; else `self_healed`, and its pending and awaiting runs
-    are cancelled (reason `resolved`)."""
-    if runs.remediated(conn, incident["id"], incident["reopen_count"]):
-        return Resolution.AUTO_REMEDIATED, []
-    return Resolution.SELF_HEALED, cancel_waiting(conn, incident["id"], SYSTEM, Reason.RESOLVED,
-                                                  "the incident resolved before the run acted", now)
+    are cancelled (reason `resolved`). A few queries for all of them."""
+    done = runs.remediated(conn, {(i["id"], i["reopen_count"]) for i in resolving})
+    waiting = runs.waiting_of(conn, [i["id"] for i in resolving if (i["id"], i["reopen_count"]) not in done])
+    out: dict[int, tuple[Resolution, list[Event]]] = {}
+    for incident in resolving:
+        number = incident["id"]
+        if (number, incident["reopen_count"]) in done:
+            out[number] = (Resolution.AUTO_REMEDIATED, [])
+        else:
+            out[number] = (Resolution.SELF_HEALED, _cancel(conn, number, waiting.get(number, []), now))
+    return out
 
 
-def cancel_waiting(conn: Connection, incident_id: int, actor: str, reason: Reason, why: str,
-                   now: datetime) -> list[Event]:
+def _cancel(conn: Connection, incident_id: int, waiting: Sequence[Mapping[str, Any]], now: datetime) -> list[Event]:
     out = []
-    for row in runs.waiting_of(conn, incident_id):
-        runs.change(conn, row["id"], {"state": RunState.CANCELLED, "reason": str(reason), "finished_at": now,
+    for row in waiting:
+        runs.change(conn, row["id"], {"state": RunState.CANCELLED, "reason": str(Reason.RESOLVED), "finished_at": now,
                                       "updated_at": now})
         runs.finish_steps(conn, row["id"], StepState.CANCELLED, now)
-        out.append(Event(now, "incident", incident_id, actor, "run_cancelled", f"run of {row['playbook']}: {why}",
-                         {"run_id": run_display_id(row["id"]), "playbook": row["playbook"], "reason": str(reason)}))
+        out.append(Event(now, "incident", incident_id, SYSTEM, "run_cancelled",
+                         f"run of {row['playbook']}: the incident resolved before the run acted",
+                         {"run_id": run_display_id(row["id"]), "playbook": row["playbook"],
+                          "reason": str(Reason.RESOLVED)}))
     return out

@@ -149,9 +149,16 @@ def state_of(conn: Connection, run_id: int) -> str | None:
     return conn.execute(select(runs.c.state).where(runs.c.id == run_id)).scalar()
 
 
-def waiting_of(conn: Connection, incident_id: int) -> list[Row]:
-    q = select(runs).where(runs.c.incident_id == incident_id, runs.c.state.in_(list(WAITING)))
-    return [dict(r._mapping) for r in conn.execute(q)]
+def waiting_of(conn: Connection, incident_ids: Collection[int]) -> dict[int, list[Row]]:
+    """The pending and awaiting runs of these incidents, by incident (none: left out)."""
+    out: dict[int, list[Row]] = {}
+    wanted = sorted(set(incident_ids))
+    for i in range(0, len(wanted), 500):
+        q = (select(runs).where(runs.c.incident_id.in_(wanted[i:i + 500]), runs.c.state.in_(list(WAITING)))
+             .order_by(runs.c.id))
+        for r in conn.execute(q):
+            out.setdefault(r.incident_id, []).append(dict(r._mapping))
+    return out
 
 
 def approvals_due(conn: Connection, now: datetime, limit: int) -> list[Row]:
@@ -167,14 +174,17 @@ def change_if(conn: Connection, run_id: int, state: str, values: Row) -> bool:
     return bool(done.rowcount)
 
 
-def remediated(conn: Connection, incident_id: int, cycle: int) -> bool:
-    """A remediation step (exec, http) of a run of this incident since it last (re)opened (`cycle`: its
-    reopen_count) succeeded."""
-    q = (select(run_steps.c.id).join(runs, runs.c.id == run_steps.c.run_id)
-         .where(runs.c.incident_id == incident_id, runs.c.cycle == cycle, runs.c.dry_run.is_(False),
-                run_steps.c.kind.in_(sorted(REMEDIATION_KINDS)), run_steps.c.state == StepState.SUCCEEDED)
-         .limit(1))
-    return conn.execute(q).first() is not None
+def remediated(conn: Connection, cycles: Collection[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Those of these (incident id, cycle) where a remediation step (exec, http) of a run of the incident since it
+    last (re)opened (`cycle`: its reopen_count) succeeded."""
+    wanted, found = set(cycles), set()
+    ids = sorted({i for i, _ in wanted})
+    for i in range(0, len(ids), 500):
+        q = (select(runs.c.incident_id, runs.c.cycle).distinct().join(run_steps, runs.c.id == run_steps.c.run_id)
+             .where(runs.c.incident_id.in_(ids[i:i + 500]), runs.c.dry_run.is_(False),
+                    run_steps.c.kind.in_(sorted(REMEDIATION_KINDS)), run_steps.c.state == StepState.SUCCEEDED))
+        found |= {(r.incident_id, r.cycle) for r in conn.execute(q)}
+    return found & wanted
 
 
 # --- what the guards count ----------------------------------------------------------------------------------
