@@ -34,7 +34,7 @@ def _install(path: str) -> None:
 
     async def traced_submit(self: Any, work: Any, urgent: bool = False) -> Any:
         queued_at[id(work)] = time.perf_counter()
-        return await submit(self, work, urgent)
+        return await (submit(self, work, urgent) if urgent else submit(self, work))  # older writers: no urgent
 
     apply = w.Writer._apply
 
@@ -57,7 +57,7 @@ def _install(path: str) -> None:
         t = time.perf_counter()
         last["items"] = []
         try:
-            return transaction(self, works, yield_to)
+            return transaction(self, works, yield_to) if yield_to is not None else transaction(self, works)
         finally:
             out.write(json.dumps({"t": time.time(), "tx_ms": round((time.perf_counter() - t) * 1000, 3),
                                   "items": last["items"]}) + "\n")
