@@ -120,6 +120,7 @@ class Daemon:
         self.pipeline = PipelineWorker(
             self.store, self.clock, self.metrics,
             batch=config.ingest.pipeline_batch, batch_bytes=config.ingest.pipeline_batch_bytes,
+            batch_new=config.ingest.pipeline_batch_new,
             idle_poll=self.timers.pipeline_poll,
             routing=load_routing(config), close_after=config.incidents.close_after,
         )

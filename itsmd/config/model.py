@@ -156,6 +156,7 @@ class Ingest:
     resolve_timeout: float = 300.0  # for /api/v2/alerts without endsAt
     pipeline_batch: int = 100  # deliveries per pipeline transaction: small keeps ingest commits frequent
     pipeline_batch_bytes: int = 4 * 1024 * 1024  # and at most this much stored payload (bounds memory in storms)
+    pipeline_batch_new: int = 100  # and at most this many alerts that begin an episode (bounds a transaction's time)
     reconcile_interval: float = 30.0  # at least this long between two reconciliations with `alertmanagers`
     reconcile_timeout: float = 10.0  # for reading one Alertmanager's alerts
 

@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from functools import partial
 
 from sqlalchemy import Connection
 
 from itsmd.clock import Clock
 from itsmd.config.routing import Routing
-from itsmd.core.alert import Status
+from itsmd.core.alert import IncomingAlert, Status
 from itsmd.core.episode import History, Outcome, expire
 from itsmd.errors import StorageError
 from itsmd.metrics import Metrics
@@ -42,10 +43,26 @@ class Step:
     runs: int = 0  # runs created to execute
 
 
+def deliveries_within(per_delivery: list[list[tuple[datetime, IncomingAlert, str]]], histories: Mapping[str, History],
+                      new_limit: int) -> int:
+    """How many of the oldest deliveries one step takes so that at most `new_limit` firing alerts begin an episode
+    (no open one: the costly kind, each may open an incident), the first delivery whatever it holds."""
+    seen: set[str] = set()
+    for taken, delivery in enumerate(per_delivery):
+        for _, alert, fp in delivery:
+            history = histories.get(fp)
+            if alert.status == Status.FIRING and (history is None or history.open is None):
+                seen.add(fp)
+        if taken and len(seen) > new_limit:
+            return taken
+    return len(per_delivery)
+
+
 class PipelineWorker:
     def __init__(
         self, store: SqlStore, clock: Clock, metrics: Metrics, batch: int = 500, idle_poll: float = 1.0,
         routing: Routing | None = None, close_after: float = 86400.0, batch_bytes: int = 4 * 1024 * 1024,
+        batch_new: int | None = None,
     ) -> None:
         self.routing = routing or Routing()  # rules and services, swapped whole on reload; each batch reads it once
         self.close_after = close_after
@@ -54,6 +71,7 @@ class PipelineWorker:
         self._metrics = metrics
         self._batch = batch
         self._batch_bytes = batch_bytes
+        self._batch_new = batch_new  # at most this many alerts that begin an episode per step (None: no bound)
         self._idle_poll = idle_poll
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -119,9 +137,10 @@ class PipelineWorker:
         rows, more = inbox.next_batch(conn, limit, self._batch_bytes)
         if not rows:
             return Step(0, 0)
-        items = [
-            (row.received_at, a, fingerprint_of(a)) for row in rows for a in Delivery.decode(row.payload).alerts
+        per_row = [
+            [(row.received_at, a, fingerprint_of(a)) for a in Delivery.decode(row.payload).alerts] for row in rows
         ]
+        items = [item for row_items in per_row for item in row_items]
         t1 = clock()
         resolves = {fp for _, a, fp in items if a.status == Status.RESOLVED}
         known = self.firing
@@ -134,6 +153,11 @@ class PipelineWorker:
             else:
                 histories[fp] = History(open=cached)
         histories.update(alerts.histories(conn, unknown, closed_too=resolves))
+        if self._batch_new is not None:
+            kept = deliveries_within(per_row, histories, self._batch_new)
+            if kept < len(rows):  # the rest stays in the inbox, first in line for the next step
+                rows, more = rows[:kept], True
+                items = [item for row_items in per_row[:kept] for item in row_items]
         before = {fp: h.open for fp, h in histories.items() if h.open is not None}  # stored state: dedup replaces
         result = dedup(items, histories)
         t2 = clock()

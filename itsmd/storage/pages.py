@@ -8,7 +8,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import aliased
 
 from itsmd.storage.tables import incidents, pages, paging
@@ -152,6 +152,20 @@ def save_state(conn: Connection, incident_id: int, values: Row, exists_: bool) -
         conn.execute(insert(paging).values({"incident_id": incident_id, **values}))
 
 
+def save_states(conn: Connection, items: Collection[tuple[int, Row, bool]]) -> None:
+    """save_state of many incidents, (incident, full state, stored before): one statement per kind."""
+    fresh = [{**values, "incident_id": incident_id} for incident_id, values, stored in items if not stored]
+    if fresh:
+        conn.execute(insert(paging), fresh)
+    changed = [{**{k: v for k, v in values.items() if k != "incident_id"}, "b_incident_id": incident_id}
+               for incident_id, values, stored in items if stored]
+    by_columns: dict[tuple[str, ...], list[Row]] = {}
+    for row in changed:
+        by_columns.setdefault(tuple(sorted(row)), []).append(row)
+    for rows in by_columns.values():
+        conn.execute(update(paging).where(paging.c.incident_id == bindparam("b_incident_id")), rows)
+
+
 def outstanding(conn: Connection, limit: int) -> list[tuple[Row, Row]]:
     """(paging state, incident) of incidents whose humans were paged and not yet told the end of it."""
     q = (select(paging, incidents.c.state.label("incident_state"), incidents.c.reopen_count)
@@ -174,6 +188,13 @@ def due_incidents(conn: Connection, now: datetime, limit: int) -> list[Row]:
 
 def set_page_at(conn: Connection, incident_id: int, at: datetime | None) -> None:
     conn.execute(update(incidents).where(incidents.c.id == incident_id).values(page_at=at))
+
+
+def set_pages_at(conn: Connection, items: Collection[tuple[int, datetime | None]]) -> None:
+    """set_page_at of many incidents in one statement."""
+    if items:
+        conn.execute(update(incidents).where(incidents.c.id == bindparam("b_id")),
+                     [{"b_id": incident_id, "page_at": at} for incident_id, at in items])
 
 
 def review_soon(conn: Connection, incident_id: int, at: datetime) -> None:

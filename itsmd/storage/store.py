@@ -37,8 +37,9 @@ class SqlStore:
         if self._read_pool is not self._write_pool:
             self._read_pool.shutdown(wait=True)
 
-    async def write(self, work: Callable[[Connection], T]) -> T:
-        return await self.writer.submit(work)
+    async def write(self, work: Callable[[Connection], T], urgent: bool = False) -> T:
+        """`urgent`: a short write a client waits for (ingest), committed before the queued long ones."""
+        return await self.writer.submit(work, urgent)
 
     async def read(self, query: Callable[[Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._read_pool, self._read, query)

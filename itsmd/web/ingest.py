@@ -17,20 +17,21 @@ from itsmd.web.context import WebContext, ctx, json_response
 
 
 async def _accept(c: WebContext, source: str, delivery: Delivery, received_at: datetime) -> web.Response:
+    # Urgent writes: the client waits for the commit, so it goes before queued pipeline steps and paging chunks.
     writes: list[Rows] = []
     if delivery.alerts:
         writes.append(inbox.add(received_at, source, delivery.encode()))
     if delivery.rejected:
         writes.append(quarantine.add(received_at, source, delivery.rejected))
     if len(writes) == 1:
-        await c.store.write(writes[0])
+        await c.store.write(writes[0], urgent=True)
     elif writes:
 
         def both(conn: Connection) -> None:
             for w in writes:
                 w(conn)
 
-        await c.store.write(both)
+        await c.store.write(both, urgent=True)
     if delivery.alerts:
         c.wake_pipeline()
     if delivery.truncated:
