@@ -82,6 +82,14 @@ class Timers:
                    leadership=LeadershipTimers(so.leader_retry, so.leader_heartbeat, so.leader_timeout))
 
 
+def tune_collector() -> None:
+    """Once started: objects alive now live for the whole run, so the collector stops scanning them again and
+    again, and the young generation is collected less often (each delivery allocates many short-lived objects)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def switches(config: Config) -> Switches:
     return Switches(enabled=config.automation.enabled, dry_run=config.automation.dry_run)
 
@@ -431,11 +439,7 @@ async def serve(config: Config, loader: Callable[[], Config], env: Mapping[str, 
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     await daemon.start()
-    # Objects alive after start-up live for the whole run: keep the collector from scanning them again and
-    # again, and collect the young generation less often (each request allocates many short-lived objects).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    tune_collector()
     systemd.ready(f"listening on {config.listen}")
     systemd.start_watchdog(lambda: daemon.healthy)
     try:

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from itsmd.app import tune_collector
 from itsmd.clock import Clock, SystemClock
 from itsmd.config import Config
 from itsmd.core.timestamp import parse_time
@@ -175,6 +176,7 @@ def main(file: Path, load: Callable[[], Config], fmt: str, batch: int | None) ->
         return 1
     try:
         with file.open("rb") as lines:
+            tune_collector()  # the command's process only (tests call `replay` in theirs)
             result = asyncio.run(replay(config, lines, batch=batch or DEFAULT_BATCH))
     except OSError as e:
         print(f"{file}: cannot read: {e.strerror}", file=sys.stderr)
