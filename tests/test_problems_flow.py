@@ -39,6 +39,15 @@ rules:
     match: ['alertname="Other"']
     group_by: [instance]
 """
+PLAYBOOK = """
+name: restart-node-exporter
+params:
+  instance: {from: "{{ labels.instance }}", pattern: '[a-z0-9.-]+(:[0-9]+)?'}
+concurrency: {key: "{{ params.instance }}", limit: 1}
+approval: {required: true, timeout: 1h}
+steps:
+  - {name: pause, sleep: 1s}
+"""  # awaits approval: nothing executes in these tests
 T0 = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
 
 
@@ -52,6 +61,8 @@ async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         database = POSTGRES_URL
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "main.yaml").write_text(RULES)
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "restart.yaml").write_text(PLAYBOOK)
     clock = FakeClock(T0)
     dm = d.daemon(d.config(tmp_path, database=database), clock)
     await dm.start_core()
@@ -167,6 +178,10 @@ async def test_three_recurrences_open_a_problem_a_fourth_attaches_and_a_known_er
     [record] = [e for e in linked["timeline"] if e["action"] == "known_error_linked"]
     assert record["data"] == {"problem_id": "PRB-1", "playbook": "restart-node-exporter"}
     assert "restart node_exporter" in record["reason"]
+    runs = (await get(client, f"/api/v1/runs?incident={fifth['id']}"))["items"]  # §1.6 item 10: it runs
+    assert [(r["playbook"], r["trigger"], r["target"], r["state"], r["reason"]) for r in runs] == [
+        ("restart-node-exporter", "known_error", "d:9100", "cancelled", "resolved")]  # recur() resolves it
+    assert (await get(client, f"/api/v1/runs?incident={fourth['id']}"))["items"] == []  # linked before it
     detail = await get(client, "/api/v1/problems/PRB-1")
     assert detail["incident_count"] == 5 and detail["state"] == "known_error"
     assert actions(detail)[-2:] == ["known_error", "incident_linked"]

@@ -37,6 +37,7 @@ SYSTEM = "system"
 class Recurred:
     events: list[Event] = field(default_factory=list)
     decisions: Counter[Recurrence] = field(default_factory=Counter)
+    known_playbooks: list[tuple[int, str]] = field(default_factory=list)  # (incident, playbook of its known error)
 
 
 def _latest(row: dict[str, Any] | None) -> Latest | None:
@@ -127,7 +128,8 @@ def _linked_events(problem: int, incident: int, known: dict[str, Any] | None, de
     out.events.append(Event(now, "problem", problem, SYSTEM, "incident_linked", decision.reason,
                             {"incident_id": incident_id(incident), "decision": str(decision.action)}))
     if known is not None:
-        # The known error's playbook runs once remediation exists; the link and this record are what it acts on.
+        if known.get("playbook"):
+            out.known_playbooks.append((incident, known["playbook"]))
         out.events.append(Event(now, "incident", incident, SYSTEM, "known_error_linked",
                                 f"{pid} has a known error; workaround: {known['workaround']}",
                                 {"problem_id": pid, "playbook": known.get("playbook")}))

@@ -75,21 +75,29 @@ class Request:
 
 
 def on_incidents(conn: Connection, routing: Routing, switches: Switches, opened: Iterable[int],
-                 reopened: Iterable[int], now: datetime) -> Triggered:
-    """The runs of every rule playbook of the incidents that opened or reopened in this batch and are still
-    unresolved once it settled: decided in order, stored together (`_decide_and_store`)."""
+                 reopened: Iterable[int], now: datetime,
+                 known_errors: Iterable[tuple[int, str]] = ()) -> Triggered:
+    """The runs of every rule playbook of the incidents that opened or reopened in this batch, and of the known
+    error playbook of those that linked to a known error (DESIGN §1.6 item 10), while still unresolved once the
+    batch settled: decided in order, stored together (`_decide_and_store`). A known error's playbook that the
+    rule also runs is the same run (same idempotency key)."""
     out = Triggered()
     planned: list[Event | _Planned] = []
+    extra: dict[int, list[str]] = {}
+    for number, name in known_errors:
+        extra.setdefault(number, []).append(name)
     triggers = [(Trigger.OPENED, list(opened)), (Trigger.REOPENED, list(reopened))]
-    rows = incidents.get_many(conn, [n for _, ids in triggers for n in ids])  # one query for the step
-    acting = {n: row for n, row in rows.items() if row["state"] in UNRESOLVED and _playbooks(routing, row)}
+    rows = incidents.get_many(conn, [n for _, ids in triggers for n in ids] + list(extra))  # one query
+    acting = {n: row for n, row in rows.items()
+              if row["state"] in UNRESOLVED and (_playbooks(routing, row) or n in extra)}
     firing = incidents.firing_causes(conn, acting, MAX_RUN_ALERTS)
-    for trigger, ids in triggers:
+    for trigger, ids in [*triggers, (Trigger.KNOWN_ERROR, list(extra))]:
         for number in ids:
             row = acting.get(number)
             if row is None:
                 continue
-            for name in _playbooks(routing, row):
+            names = extra[number] if trigger == Trigger.KNOWN_ERROR else _playbooks(routing, row)
+            for name in names:
                 planned.extend(_plan(routing, Request(row, name, trigger), firing[number], now))
     _decide_and_store(conn, switches, planned, now, out)
     return out

@@ -183,7 +183,8 @@ class PipelineWorker:
         settle(conn, routing, found.touched | {ep.incident_id for ep in cleared if ep.incident_id}, self.close_after,
                now, found)
         triggered = remediate.on_incidents(conn, routing, self.switches,
-                                           [i["id"] for i in found.opened], found.reopened, now)
+                                           [i["id"] for i in found.opened], found.reopened, now,
+                                           known_errors=recurred.known_playbooks)
         events.append(conn, found.events + triggered.events)
         known.record(stored)
         t4 = clock()
