@@ -61,12 +61,17 @@ def flag(request: web.Request, name: str) -> bool | None:
     raise BadRequest(f"{name} must be true or false")
 
 
-def since(request: web.Request) -> datetime | None:
-    """The `since` parameter (created/opened at or after), RFC 3339; None when absent."""
-    text = request.query.get("since")
+def time_param(request: web.Request, name: str) -> datetime | None:
+    """An RFC 3339 query parameter; None when absent, 400 when unreadable."""
+    text = request.query.get(name)
     if not text:
         return None
     try:
         return parse_time(text)
     except ValueError as e:
-        raise BadRequest(f"since: {e}") from e
+        raise BadRequest(f"{name}: {e}") from e
+
+
+def since(request: web.Request) -> datetime | None:
+    """The `since` parameter (created/opened at or after)."""
+    return time_param(request, "since")

@@ -9,22 +9,12 @@ from aiohttp import web
 from itsmd import report
 from itsmd.core.access import Permission
 from itsmd.core.report import Dimension, Period, period
-from itsmd.core.timestamp import parse_time
 from itsmd.errors import BadRequest, NotFound
 from itsmd.web.auth import requires
 from itsmd.web.context import ctx, json_response
+from itsmd.web.listing import time_param
 
 MAX_NOISIEST = 100
-
-
-def _time(request: web.Request, name: str) -> datetime | None:
-    text = request.query.get(name)
-    if not text:
-        return None
-    try:
-        return parse_time(text)
-    except ValueError as e:
-        raise BadRequest(f"{name}: {e}") from e
 
 
 def query(request: web.Request, now: datetime) -> tuple[Period, Dimension | None]:
@@ -32,7 +22,7 @@ def query(request: web.Request, now: datetime) -> tuple[Period, Dimension | None
     if by_text is not None and by_text not in set(Dimension):
         raise BadRequest(f"by must be one of {', '.join(Dimension)}")
     try:
-        p = period(_time(request, "from"), _time(request, "to"), now)
+        p = period(time_param(request, "from"), time_param(request, "to"), now)
     except ValueError as e:
         raise BadRequest(str(e)) from e
     return p, None if by_text is None else Dimension(by_text)
