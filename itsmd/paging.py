@@ -30,7 +30,7 @@ from itsmd.core.paging import (
     run_cause,
 )
 from itsmd.core.rule import RuleSet
-from itsmd.storage import events, pages
+from itsmd.storage import events, incidents, pages
 from itsmd.storage.events import Event
 from itsmd.storage.tables import events as events_table
 from itsmd.storage.tables import metadata
@@ -111,7 +111,7 @@ class _Writes:
     def flush(self, conn: Connection) -> None:
         pages.enqueue(conn, self.pages)
         pages.save_states(conn, self.states)
-        pages.set_pages_at(conn, self.page_at)
+        incidents.change_many(conn, [(i, {"page_at": at}) for i, at in self.page_at])
 
 
 def _policy(settings: Settings, rule_name: str) -> tuple[Policy, tuple[str, ...]]:
@@ -148,11 +148,10 @@ def run_facts_of(conn: Connection, incident_ids: Sequence[int]) -> RunFacts:
     return out
 
 
-def run_facts(conn: Connection, incident_id: int, cycle: int, known: RunFacts | None = None,
-              ) -> tuple[bool, frozenset[Cause]]:
+def run_facts(incident_id: int, cycle: int, known: RunFacts) -> tuple[bool, frozenset[Cause]]:
     """Whether a run of the incident's cycle is in progress, and the causes of those that ended badly (from
-    `known`, as run_facts_of read them, else from the database)."""
-    facts = (known if known is not None else run_facts_of(conn, [incident_id])).get((incident_id, cycle), ())
+    `known`, as run_facts_of read them)."""
+    facts = known.get((incident_id, cycle), ())
     states = {state for state, _ in facts}
     causes = {c for c in (run_cause(s) for s in states - {"expired"}) if c is not None}
     # whether an expired run pages depends on the playbook's on_timeout, kept in the reason
@@ -173,7 +172,7 @@ def _decide_one(conn: Connection, now: datetime, settings: Settings, incident: M
     fresh = stored is None or stored["cycle"] != incident["reopen_count"]
     state = _fresh_state(conn, incident, now) if fresh else dict(stored or {})
     policy, to = _policy(settings, incident["rule"])
-    in_progress, run_causes = run_facts(conn, incident_id, state["cycle"], facts)
+    in_progress, run_causes = run_facts(incident_id, state["cycle"], facts)
     situation = Situation(
         state=incident["state"], since=state["since"], run_in_progress=in_progress, run_causes=run_causes,
         paged=frozenset(Cause(c) for c in state["causes"]), pages=state["pages"],

@@ -68,7 +68,8 @@ class Outbox:
     def start(self, http: aiohttp.ClientSession) -> None:
         self._http = http
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="itsmd-outbox")
-        self._renewer = asyncio.get_running_loop().create_task(self._renew_loop(), name="itsmd-outbox-leases")
+        if self.shared:  # only claimed pages have leases to renew
+            self._renewer = asyncio.get_running_loop().create_task(self._renew_loop(), name="itsmd-outbox-leases")
 
     def wake(self) -> None:
         self._wake.set()

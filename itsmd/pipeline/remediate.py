@@ -18,7 +18,7 @@ from itsmd.config.routing import Routing
 from itsmd.core import approval, binding
 from itsmd.core.binding import ParamInvalid
 from itsmd.core.guard import Breaker, BreakerPhase, Decision, Facts, SkipReason, should_run
-from itsmd.core.incident import UNRESOLVED, Resolution, display_id
+from itsmd.core.incident import UNRESOLVED, Resolution, common_labels, display_id
 from itsmd.core.playbook import ForEach, Playbook
 from itsmd.core.run import Reason, RunState, StepState, Trigger, idempotency_key
 from itsmd.core.run import display_id as run_display_id
@@ -156,13 +156,6 @@ def _alert_json(a: Mapping[str, Any]) -> dict[str, Any]:
             "starts_at": format_time(a["starts_at"]), "fingerprint": a["fingerprint"]}
 
 
-def _common(maps: Sequence[Mapping[str, str]]) -> dict[str, str]:
-    if not maps:
-        return {}
-    first = dict(maps[0])
-    return {k: v for k, v in first.items() if all(m.get(k) == v for m in maps[1:])}
-
-
 def _contexts(routing: Routing, incident: Mapping[str, Any], causes: incidents.Firing,
               playbook: Playbook) -> list[tuple[dict[str, Any], str]]:
     """One template context and default target per run: the incident's (for_each incident) or each firing cause
@@ -177,7 +170,10 @@ def _contexts(routing: Routing, incident: Mapping[str, Any], causes: incidents.F
         return [(binding.context(a["labels"], annotations=a["annotations"], alerts=[_alert_json(a)], incident=inc,
                                  service=svc), f"alert:{a['fingerprint']}") for a in firing]
     shown = [_alert_json(a) for a in firing[:MAX_CONTEXT_ALERTS]]
-    ctx = binding.context(incident["labels"], annotations=_common([a["annotations"] for a in firing]),
+    annotations: dict[str, str] | None = None
+    for a in firing:
+        annotations = common_labels(annotations, a["annotations"])
+    ctx = binding.context(incident["labels"], annotations=annotations or {},
                           alerts=shown, incident=inc, service=svc)
     ctx["alert_count"] = causes.count
     return [(ctx, inc["id"])]

@@ -8,7 +8,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, insert, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import aliased
 
 from itsmd.storage.tables import incidents, pages, paging
@@ -81,15 +81,18 @@ def suppressed_between(conn: Connection, start: datetime, end: datetime, limit: 
     return n, [int(i) for i in ids if i is not None]
 
 
-def due(conn: Connection, now: datetime, limit: int) -> list[Row]:
+def _due(now: datetime, limit: int) -> Select[Any]:
     """Pending pages whose attempt is due, oldest first, leaving out those behind an earlier unfinished page of the
     same incident and notifier (a resolve never overtakes its trigger)."""
     earlier = aliased(pages)
     blocked = exists().where(earlier.c.state == PENDING, earlier.c.incident_id == pages.c.incident_id,
                              earlier.c.notifier == pages.c.notifier, earlier.c.id < pages.c.id)
-    q = (select(pages).where(pages.c.state == PENDING, pages.c.next_attempt_at <= now, ~blocked)
-         .order_by(pages.c.id).limit(limit))
-    return [dict(r._mapping) for r in conn.execute(q)]
+    return (select(pages).where(pages.c.state == PENDING, pages.c.next_attempt_at <= now, ~blocked)
+            .order_by(pages.c.id).limit(limit))
+
+
+def due(conn: Connection, now: datetime, limit: int) -> list[Row]:
+    return [dict(r._mapping) for r in conn.execute(_due(now, limit))]
 
 
 def claim(conn: Connection, now: datetime, lease_until: datetime, limit: int) -> list[Row]:
@@ -97,11 +100,7 @@ def claim(conn: Connection, now: datetime, lease_until: datetime, limit: int) ->
     then, so no other sender takes them meanwhile, and a sender that dies leaves them due again after it. On
     PostgreSQL the rows are locked with SKIP LOCKED, so concurrent replicas never take the same page. Rows are
     returned as they were before the claim."""
-    earlier = aliased(pages)
-    blocked = exists().where(earlier.c.state == PENDING, earlier.c.incident_id == pages.c.incident_id,
-                             earlier.c.notifier == pages.c.notifier, earlier.c.id < pages.c.id)
-    q = (select(pages).where(pages.c.state == PENDING, pages.c.next_attempt_at <= now, ~blocked)
-         .order_by(pages.c.id).limit(limit))
+    q = _due(now, limit)
     if conn.dialect.name == "postgresql":
         q = q.with_for_update(of=pages, skip_locked=True)
     rows = [dict(r._mapping) for r in conn.execute(q)]
@@ -184,17 +183,6 @@ def due_incidents(conn: Connection, now: datetime, limit: int) -> list[Row]:
     q = (select(incidents).where(incidents.c.page_at.is_not(None), incidents.c.page_at <= now)
          .order_by(incidents.c.page_at).limit(limit))
     return [dict(r._mapping) for r in conn.execute(q)]
-
-
-def set_page_at(conn: Connection, incident_id: int, at: datetime | None) -> None:
-    conn.execute(update(incidents).where(incidents.c.id == incident_id).values(page_at=at))
-
-
-def set_pages_at(conn: Connection, items: Collection[tuple[int, datetime | None]]) -> None:
-    """set_page_at of many incidents in one statement."""
-    if items:
-        conn.execute(update(incidents).where(incidents.c.id == bindparam("b_id")),
-                     [{"b_id": incident_id, "page_at": at} for incident_id, at in items])
 
 
 def review_soon(conn: Connection, incident_id: int, at: datetime) -> None:
