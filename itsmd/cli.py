@@ -14,8 +14,10 @@ import uvloop
 from itsmd import __version__, logs
 from itsmd.client import commands as client
 from itsmd.client.kinds import AUDIT
+from itsmd.client.report import FORMATS
 from itsmd.config import Config, find_config, load_config
 from itsmd.config.routing import load_routing
+from itsmd.core.report import Dimension
 from itsmd.errors import ApiError, ConfigError, ItsmdError, StartupError
 
 EXIT_PROBLEMS = 1
@@ -57,8 +59,8 @@ def _report_parser(sub: Any) -> None:
     report.add_argument("--token", help="bearer token for --url (default: $ITSMD_TOKEN)")
     report.add_argument("--from", dest="start", help="RFC 3339 (default: four weeks before --to)")
     report.add_argument("--to", dest="end", help="RFC 3339 (default: now)")
-    report.add_argument("--by", choices=["service", "owner", "priority", "week"])
-    report.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
+    report.add_argument("--by", choices=[str(d) for d in Dimension])
+    report.add_argument("--format", choices=FORMATS, default="table")
     report.add_argument("--noisiest", type=int, default=0, metavar="N", help="summary: also the N noisiest alert names")
 
 
@@ -68,7 +70,7 @@ def _report(args: argparse.Namespace) -> int:
     from itsmd.client import report as formats
     from itsmd.client.api import Api
     from itsmd.clock import SystemClock
-    from itsmd.core.report import Dimension, period
+    from itsmd.core.report import period
     from itsmd.core.timestamp import parse_time
 
     try:

@@ -18,7 +18,7 @@ from itsmd.core import report as core
 from itsmd.core.problem import display_id
 from itsmd.core.report import Dimension, Period, Settings, Stat, Targets
 
-__all__ = ["KINDS", "Settings", "build", "from_database", "groups", "mttr", "recurring", "settings", "summary"]
+__all__ = ["KINDS", "Settings", "build", "from_database", "mttr", "recurring", "settings", "summary"]
 from itsmd.core.rule import Rule
 from itsmd.core.timestamp import format_time
 from itsmd.errors import StorageUnavailable
@@ -91,12 +91,6 @@ def summary(conn: Connection, s: Settings, p: Period, by: Dimension | None, now:
         doc["noisiest"] = sql.noisiest(conn, p, noisiest)
     doc["by"] = _figures(conn, _scope(p, by, s), s, now) if by is not None else {}
     return doc
-
-
-def groups(conn: Connection, s: Settings, p: Period, by: Dimension, now: datetime) -> dict[str, dict[str, Any]]:
-    """The summary's `by` member alone (`summary(..., by)["by"]` without the ungrouped figures again): for a
-    caller that already has those, e.g. the dashboard's reports page."""
-    return _figures(conn, _scope(p, by, s), s, now)
 
 
 def mttr(conn: Connection, s: Settings, p: Period, by: Dimension | None) -> dict[str, Any]:

@@ -198,10 +198,6 @@ def _least_postgresql(element: least, compiler: SQLCompiler, **kw: Any) -> str:
     return f"LEAST({compiler.process(element.clauses, **kw)})"
 
 
-def _least(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]:
-    return least(a, b)
-
-
 def _known_error_playbook_ids() -> Any:
     # known_error is {root_cause, workaround, playbook} as compact sorted JSON; a playbook is a non-null string.
     return select(problems.c.id).where(problems.c.known_error.is_not(None),
@@ -287,7 +283,7 @@ def mtbf_rows(conn: Connection, scope: Scope) -> list[tuple[str, str, float, int
     s = epoch(i.detected_at)
     stop = func.coalesce(epoch(i.restored_at), epoch(i.resolved_at), pend)
     base = select(grp, i.service.label("service"), i.detected_at.label("at"), s.label("s"),
-                  _least(stop, pend).label("e"), pend.label("pend")).where(
+                  least(stop, pend).label("e"), pend.label("pend")).where(
         _in_period(scope.period), i.service.is_not(None)).subquery("base")
     b = base.c
     # Sorted by start, an interval adds to the union only what reaches past every earlier one's end:
@@ -357,7 +353,7 @@ def recurring(conn: Connection, p: Period, minimum: int, limit: int) -> list[dic
     open ones until the period's end), the last detection, the problem and whether it has a known error."""
     i = incidents.c
     end = literal(p.end.timestamp(), Float())
-    stop = _least(func.coalesce(epoch(i.restored_at), epoch(i.resolved_at), end), end)
+    stop = least(func.coalesce(epoch(i.restored_at), epoch(i.resolved_at), end), end)
     k = func.count().label("k")
     down = func.sum(stop - epoch(i.detected_at)).label("down")
     q = (select(i.signature_hash, k, down, func.max(i.detected_at).label("last"), func.max(i.problem_id),

@@ -15,7 +15,9 @@ from itsmd.core.alert import Status
 from itsmd.core.incident import Action, Resolution
 from itsmd.core.incident import State as IncidentState
 from itsmd.core.problem import State as ProblemState
+from itsmd.core.report import Dimension
 from itsmd.core.silence import SilenceState
+from itsmd.report import KINDS
 from itsmd.web.auth import requires
 from itsmd.web.listing import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -310,9 +312,9 @@ def _paths() -> dict[str, Schema]:
         **{f"/api/v1/reports/{kind}": {"get": _op(
             f"Report: {kind} (DESIGN §1.6 item 17; durations in seconds, rates 0..1)", "viewer", _ok(_ANY_OBJECT),
             params=[_query("from", _STR, "RFC 3339"), _query("to", _STR, "RFC 3339"),
-                    _query("by", {"enum": ["service", "owner", "priority", "week"]}),
+                    _query("by", _enum(Dimension)),
                     _query("noisiest", {"type": "integer", "minimum": 0})])}
-           for kind in ("summary", "mttr", "recurring")},
+           for kind in KINDS},
         "/": {"get": _op("Dashboard: incidents (HTML)", "viewer", _html("the page"), params=[
             _query("state", _STR), _query("priority", _STR), _query("service", _STR), *list_params])},
         "/incidents/{id}": {"get": _op("Dashboard: one incident (HTML)", "viewer", _html("the page"),

@@ -155,8 +155,7 @@ FIGURES = web.AppKey("itsmd.dashboard.report_figures", FiguresCache)
 def figures(conn: Connection, s: Settings, p: Period, now: datetime) -> dict[str, Any]:
     """What the page shows: the summary by week with the noisiest alert names, and the recurring problems — the
     engine's answers, as `GET /api/v1/reports/summary?by=week&noisiest=10` and `.../recurring` give them."""
-    summary = report.summary(conn, s, p, None, now, NOISIEST)
-    summary["by"] = report.groups(conn, s, p, Dimension.WEEK, now)  # = summary(by=week), without the overall twice
+    summary = report.summary(conn, s, p, Dimension.WEEK, now, NOISIEST)
     return {"summary": summary, "recurring": report.recurring(conn, p), "at": format_time(now)}
 
 
