@@ -106,19 +106,18 @@ def mttr(conn: Connection, s: Settings, p: Period, by: Dimension | None) -> dict
     w_mttr, w_mtta = sql.durations(conn, weekly, "mttr"), sql.durations(conn, weekly, "mtta")
     doc["weeks"] = {w.label: block(w_mttr, w_mtta, w.label) for w in weekly.weeks}
     doc["by"] = {}
-    if by is not None:
+    if by is Dimension.WEEK:  # the weeks above, again
+        doc["by"] = {w.label: block(w_mttr, w_mtta, w.label) for w in weekly.weeks}
+    elif by is not None:
         scope = _scope(p, by, s)
         g_mttr, g_mtta = sql.durations(conn, scope, "mttr"), sql.durations(conn, scope, "mtta")
         groups = sorted(set(g_mttr) | set(g_mtta) | set(sql.counts(conn, scope, {}, frozenset(), p.end)))
-        if by is Dimension.WEEK:
-            groups = [w.label for w in weekly.weeks]
         weekly_in = {m: sql.durations_within(conn, weekly, scope, m) for m in ("mttr", "mtta")}
         for g in groups:
             doc["by"][g] = block(g_mttr, g_mtta, g)
-            if by is not Dimension.WEEK:
-                doc["by"][g]["weeks"] = {
-                    w.label: {m: weekly_in[m].get((g, w.label), core.EMPTY).as_json() for m in ("mttr", "mtta")}
-                    for w in weekly.weeks}
+            doc["by"][g]["weeks"] = {
+                w.label: {m: weekly_in[m].get((g, w.label), core.EMPTY).as_json() for m in ("mttr", "mtta")}
+                for w in weekly.weeks}
     return doc
 
 
