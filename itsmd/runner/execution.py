@@ -60,7 +60,6 @@ class Execution:
         self.incident_id: int | None = self.row["incident_id"]
         self.results: dict[str, dict[str, Any]] = {}
         self.cancel_requested = False
-        self.current: int | None = None  # seq of the step in flight
         self._premarked: int | None = None  # seq of the first step, marked running by the run's start write
 
     # --- the timeline ---------------------------------------------------------------------------------------
@@ -70,9 +69,6 @@ class Execution:
             return []
         return [Event(now, "incident", self.incident_id, "system", action, reason,
                       {"run_id": display_id(self.id), "playbook": self.row["playbook"], **data})]
-
-    async def _write(self, work: Any) -> Any:
-        return await self.store.write(work)
 
     # --- the run ---------------------------------------------------------------------------------------------
 
@@ -92,7 +88,7 @@ class Execution:
                 return await self._unknown(steps[recovery.index], recovery)
             if deadline is not None and deadline <= now:
                 return await self._end(RunState.TIMED_OUT, Reason.RUN_TIMED_OUT, "the run's timeout passed")
-            await self._write(lambda conn: events.append(conn, self._event(
+            await self.store.write(lambda conn: events.append(conn, self._event(
                 now, "run_resumed", f"run of {self.row['playbook']} resumed after a restart: {recovery.reason}",
                 step=steps[recovery.index]["name"] if recovery.index < len(steps) else None)))
             start = recovery.index
@@ -139,7 +135,7 @@ class Execution:
             events.append(conn, self._event(now, "run_running", f"run of {self.row['playbook']} started",
                                             target=self.row["target"]))
             return True
-        begun = bool(await self._write(work))
+        begun = bool(await self.store.write(work))
         self._premarked = first if begun else None
         return begun
 
@@ -172,7 +168,7 @@ class Execution:
         def work(conn: Connection) -> None:
             for seq in pending:
                 runs.change_step_if(conn, self.id, seq, StepState.PENDING, {"state": StepState.SKIPPED})
-        await self._write(work)
+        await self.store.write(work)
 
     async def _step(self, stored: dict[str, Any], step: Step | None) -> StepState:
         seq, name = stored["seq"], stored["name"]
@@ -200,11 +196,7 @@ class Execution:
                 self._premarked = None  # committed running by the run's start write
             else:
                 await self._mark_running(seq, attempt)
-            self.current = seq
-            try:
-                outcome = await self._attempt(step, context)
-            finally:
-                self.current = None
+            outcome = await self._attempt(step, context)
             if outcome.state == StepState.SUCCEEDED or attempt == attempts:
                 break
             await self._record(seq, outcome.state, attempt, outcome, final=False)
@@ -234,7 +226,7 @@ class Execution:
 
     async def _mark_running(self, seq: int, attempt: int) -> None:
         values = self._running(attempt, self.clock.now())
-        await self._write(lambda conn: runs.change_step(conn, self.id, seq, values))
+        await self.store.write(lambda conn: runs.change_step(conn, self.id, seq, values))
 
     async def _record(self, seq: int, state: StepState, attempt: int | None, outcome: Outcome,
                       final: bool = True) -> None:
@@ -246,7 +238,7 @@ class Execution:
             values["state"] = state
         if attempt is not None and attempt > 0:
             values["attempt"] = attempt
-        await self._write(lambda conn: runs.change_step(conn, self.id, seq, values))
+        await self.store.write(lambda conn: runs.change_step(conn, self.id, seq, values))
 
     async def _unknown(self, stored: dict[str, Any], recovery: Recovery) -> str:
         now = self.clock.now()
@@ -254,7 +246,7 @@ class Execution:
         def work(conn: Connection) -> None:
             runs.change_step(conn, self.id, stored["seq"], {"state": StepState.UNKNOWN, "finished_at": now,
                                                             "output": "the daemon stopped while this step ran"})
-        await self._write(work)
+        await self.store.write(work)
         return await self._end(RunState.UNKNOWN, Reason.NEEDS_HUMAN,
                                f"step {stored['name']}: {recovery.reason}; a person must check and decide")
 
@@ -271,7 +263,7 @@ class Execution:
         if problems:
             log.warning("silences of run %s not expired: %s", display_id(self.id), "; ".join(problems))
         note = self._event(now, "run_silences_expired", f"run of {self.row['playbook']}: {text}", silences=expired)
-        await self._write(lambda conn: events.append(conn, note))
+        await self.store.write(lambda conn: events.append(conn, note))
 
     async def _end(self, state: RunState, reason: Reason | None, why: str,
                    open_steps: StepState = StepState.SKIPPED) -> str:
@@ -299,7 +291,7 @@ class Execution:
                     save_breaker(conn, playbook.name, after, now)
             return str(final)
 
-        final = await self._write(work)
+        final = await self.store.write(work)
         if playbook is not None and any(s.kind == StepKind.SILENCE for s in (*playbook.steps, *playbook.on_failure)):
             await self._expire_silences()
         log.info("run ended", extra={"run": display_id(self.id), "playbook": self.row["playbook"], "state": final,

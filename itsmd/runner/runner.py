@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from itsmd.clock import Clock
 from itsmd.core.playbook import PlaybookSet
-from itsmd.core.run import Reason, RunState, StepState, display_id
+from itsmd.core.run import ACTIVE, Reason, RunState, StepState, display_id
 from itsmd.errors import StorageError
 from itsmd.metrics import Metrics
 from itsmd.runner.execution import Claimed, Execution
@@ -185,7 +185,7 @@ def cancel_stored(conn: Connection, run_id: int, actor: str, now: datetime) -> d
     row = runs.get(conn, run_id)
     if row is None:
         return None
-    if row["state"] in (RunState.PENDING, RunState.AWAITING_APPROVAL, RunState.RUNNING):
+    if row["state"] in ACTIVE:
         values = {"state": RunState.CANCELLED, "reason": str(Reason.CANCELLED), "updated_at": now,
                   "finished_at": now}
         if row["state"] != RunState.RUNNING:

@@ -25,10 +25,6 @@ class NewStep:
     phase: str
 
 
-def exists(conn: Connection, key: str) -> bool:
-    return conn.execute(select(runs.c.id).where(runs.c.idempotency_key == key)).first() is not None
-
-
 def existing_keys(conn: Connection, keys: Collection[str]) -> set[str]:
     """Which of these idempotency keys a stored run already has."""
     found: set[str] = set()
@@ -40,7 +36,7 @@ def existing_keys(conn: Connection, keys: Collection[str]) -> set[str]:
 
 
 def create(conn: Connection, values: Row, steps: Sequence[NewStep], step_state: StepState) -> int:
-    """Insert a run and its steps (all `step_state`); the caller checked `exists` in this transaction (the
+    """Insert a run and its steps (all `step_state`); the caller checked `existing_keys` in this transaction (the
     one writer), the UNIQUE key stops a second replica."""
     return create_many(conn, [(values, steps, step_state)])[0]
 
@@ -120,15 +116,13 @@ def of_incident(conn: Connection, incident_id: int, limit: int = 1000) -> list[R
 
 # --- the runner ---------------------------------------------------------------------------------------------
 
-def claim(conn: Connection, owner: str, now: datetime, lease_until: datetime, limit: int,
-          orphans_of: Collection[str] = ()) -> list[Row]:
-    """Take up to `limit` runs to execute, oldest first: pending ones, and running ones whose lease expired (or
-    whose owner is named in `orphans_of`: known dead). Rows are returned as they were before the claim.
+def claim(conn: Connection, owner: str, now: datetime, lease_until: datetime, limit: int) -> list[Row]:
+    """Take up to `limit` runs to execute, oldest first: pending ones, and running ones whose lease expired.
+    Rows are returned as they were before the claim.
     On PostgreSQL the rows are locked with SKIP LOCKED, so replicas never take the same run."""
     if limit <= 0:
         return []
-    orphaned = and_(runs.c.state == RunState.RUNNING,
-                    or_(runs.c.lease_until < now, runs.c.lease_owner.in_(list(orphans_of))))
+    orphaned = and_(runs.c.state == RunState.RUNNING, runs.c.lease_until < now)
     q = select(runs).where(or_(runs.c.state == RunState.PENDING, orphaned)).order_by(runs.c.id).limit(limit)
     if conn.dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)

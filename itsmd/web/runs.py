@@ -15,7 +15,7 @@ from itsmd.core.guard import breaker_reset
 from itsmd.core.incident import UNRESOLVED
 from itsmd.core.incident import display_id as incident_id
 from itsmd.core.incident import parse_id as incident_number
-from itsmd.core.run import RunState, Trigger, display_id, manual_key, parse_id
+from itsmd.core.run import ACTIVE, RunState, Trigger, display_id, manual_key, parse_id
 from itsmd.core.timestamp import format_time
 from itsmd.errors import BadRequest, Conflict, NotFound
 from itsmd.pipeline import remediate
@@ -155,7 +155,7 @@ async def cancel_run(request: web.Request) -> web.Response:
     row, before = await c.store.write(work)
     if row is None:
         raise NotFound("no such run")
-    if before not in (RunState.PENDING, RunState.AWAITING_APPROVAL, RunState.RUNNING):
+    if before not in ACTIVE:
         raise Conflict(f"the run is {before}; only pending, awaiting_approval or running runs can be cancelled")
     if before == RunState.RUNNING:
         await c.cancel_run(number)
