@@ -344,9 +344,11 @@ class Daemon:
     async def run_deadlines(self) -> int:
         """Stale alerts and signal loss; quiet resolutions; closing resolved incidents after close_after."""
         now, incs = self.clock.now(), self.config.incidents
+        candidates = await self.store.read(partial(incident_actions.stale_candidates, now=now,
+                                                   stale_after=incs.stale_after))
 
         def work(conn: Connection) -> int:
-            stale = incident_actions.signal_check(conn, now, incs.stale_after)
+            stale = incident_actions.signal_check(conn, now, incs.stale_after, candidates)
             return incident_actions.deadlines(conn, now, incs.close_after) + stale
 
         return await self.store.write(work)

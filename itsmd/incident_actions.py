@@ -3,6 +3,7 @@ and the resolve/close deadlines, each one write with its timeline record."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -139,14 +140,17 @@ def deadlines(conn: Connection, now: datetime, close_after: float, limit: int = 
     return len(done)
 
 
-def signal_check(conn: Connection, now: datetime, stale_after: float, limit: int = 1000) -> int:
-    """Flag firing alerts not refreshed for `stale_after` as stale and their incidents `signal_lost` (never
-    resolving them); clear `signal_lost` where every alert was heard from again."""
-    rows = incidents.stale_firing(conn, now - timedelta(seconds=stale_after), limit)
-    incidents.flag_stale(conn, [r["id"] for r in rows])
-    signal(conn, now, {r["incident_id"] for r in rows if r["incident_id"] is not None},
-           f"no refresh for {stale_after:g}s")
-    return len(rows)
+def stale_candidates(conn: Connection, now: datetime, stale_after: float, limit: int = 1000) -> list[int]:
+    """Firing alerts not refreshed for `stale_after`: a walk of the firing alerts, so read outside the writer."""
+    return incidents.stale_firing(conn, now - timedelta(seconds=stale_after), limit)
+
+
+def signal_check(conn: Connection, now: datetime, stale_after: float, candidates: Collection[int]) -> int:
+    """Flag the `candidates` still not refreshed for `stale_after` as stale and their incidents `signal_lost`
+    (never resolving them); clear `signal_lost` where every alert was heard from again."""
+    flagged = incidents.flag_stale(conn, candidates, now - timedelta(seconds=stale_after))
+    signal(conn, now, {i for i in flagged if i is not None}, f"no refresh for {stale_after:g}s")
+    return len(flagged)
 
 
 def signal(conn: Connection, now: datetime, lost_in: set[int], why: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from itsmd import incident_actions
 from itsmd.app import Daemon
 from itsmd.clock import FakeClock
 from itsmd.core.access import Role
@@ -212,6 +213,26 @@ async def test_silent_alert_is_flagged_stale_and_signal_lost_never_resolved(
     detail = await get(client, f"/api/v1/incidents/{inc['id']}")
     assert detail["signal_lost"] is False and detail["alerts"][0]["stale"] is False
     assert [e["action"] for e in detail["timeline"]][-2:] == ["signal_lost", "signal_back"]
+
+
+async def test_alert_refreshed_between_the_stale_read_and_the_write_is_not_flagged(
+    client: Client, running: tuple[Daemon, FakeClock]
+) -> None:
+    """The walk for stale alerts is read outside the writer; a repeat that lands before the write wins."""
+    dm, clock = running
+    stale_after = dm.config.incidents.stale_after
+    await send(client, dm, alert("HighCpu", severity="critical", instance="a"))
+    await send(client, dm, alert("HighCpu", severity="critical", instance="b"))
+    [inc] = (await get(client, "/api/v1/incidents"))["items"]
+    clock.advance(stale_after + 1)
+    candidates = await dm.store.read(lambda c: incident_actions.stale_candidates(c, clock.now(), stale_after))
+    assert len(candidates) == 2
+    await send(client, dm, alert("HighCpu", severity="critical", instance="a"))  # heard from again
+    flagged = await dm.store.write(lambda c: incident_actions.signal_check(c, clock.now(), stale_after, candidates))
+    assert flagged == 1
+    detail = await get(client, f"/api/v1/incidents/{inc['id']}")
+    stale = {a["labels"]["instance"]: a["stale"] for a in detail["alerts"]}
+    assert stale == {"a": False, "b": True} and detail["signal_lost"] is True
 
 
 async def test_flapping_marks_the_incident(client: Client, running: tuple[Daemon, FakeClock], tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, case, func, insert, or_, select, update
 
 from itsmd.core.alert import Status
 from itsmd.core.incident import UNRESOLVED, Counts
@@ -220,20 +220,26 @@ def firing_causes(conn: Connection, ids: Collection[int], limit: int) -> dict[in
     return {i: Firing(rows, counts[i]) for i, rows in found.items()}
 
 
-def stale_firing(conn: Connection, before: datetime, limit: int) -> list[Row]:
-    """Firing alerts not refreshed since `before` and not yet flagged stale."""
-    q = (
-        select(alerts.c.id, alerts.c.incident_id)
-        .where(alerts.c.status == Status.FIRING, alerts.c.last_seen_at < before,
-               or_(alerts.c.stale.is_(False), alerts.c.stale.is_(None)))
-        .limit(limit)
-    )
-    return [dict(r._mapping) for r in conn.execute(q)]
+def _stale(before: datetime) -> list[ColumnElement[bool]]:
+    return [alerts.c.status == Status.FIRING, alerts.c.last_seen_at < before,
+            or_(alerts.c.stale.is_(False), alerts.c.stale.is_(None))]
 
 
-def flag_stale(conn: Connection, alert_ids: Collection[int]) -> None:
-    if alert_ids:
-        conn.execute(update(alerts).where(alerts.c.id.in_(list(alert_ids))).values(stale=True))
+def stale_firing(conn: Connection, before: datetime, limit: int) -> list[int]:
+    """Ids of firing alerts not refreshed since `before` and not yet flagged stale. No index serves this (every
+    repeat rewrites last_seen_at, an index on it would cost every delivery), so it walks the firing alerts: read
+    it outside the writer and let `flag_stale` decide."""
+    return [int(r[0]) for r in conn.execute(select(alerts.c.id).where(*_stale(before)).limit(limit))]
+
+
+def flag_stale(conn: Connection, alert_ids: Collection[int], before: datetime) -> list[int | None]:
+    """Flag those of `alert_ids` still stale as of `before` (a repeat may have refreshed one since it was read);
+    the incident of each flagged alert."""
+    if not alert_ids:
+        return []
+    q = (update(alerts).where(alerts.c.id.in_(list(alert_ids)), *_stale(before)).values(stale=True)
+         .returning(alerts.c.incident_id))
+    return [r[0] for r in conn.execute(q)]
 
 
 def flagged_signal_lost(conn: Connection) -> list[Row]:
