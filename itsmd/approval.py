@@ -48,9 +48,12 @@ def _record(conn: Connection, row: Row, now: datetime, actor: str, action: str, 
 def approve(conn: Connection, run_id: int, actor: str, comment: str | None, now: datetime) -> Row:
     """Approve a run awaiting approval: it becomes `pending` (the caller wakes the runner) with `approved_by`."""
     row = _run(conn, run_id)
-    verdict = may_approve(row["state"], row["trigger"], row["requested_by"], actor)
+    verdict = may_approve(row["state"], row["trigger"], row["requested_by"], actor, row["deadline"], now)
     if verdict is Verdict.NOT_AWAITING:
         raise Conflict(f"the run is {row['state']}; only runs awaiting approval can be approved")
+    if verdict is Verdict.EXPIRED:
+        raise Conflict(f"the approval of {display_id(run_id)} expired at {format_time(row['deadline'])}; "
+                       "it ends `expired` at the next approval tick")
     if verdict is Verdict.OWN_REQUEST:
         raise Forbidden(f"four eyes: {display_id(run_id)} is a manual run requested by {actor}; "
                         "another operator must approve it")

@@ -215,6 +215,9 @@ async def test_an_unapproved_run_expires_and_pages_with_escalate(
     clock.advance(899)
     assert await dm.expire_approvals() == 0
     clock.advance(1)
+    status, body = await post(client, f"/api/v1/runs/{run['id']}/approve", OPS)  # due, the tick not yet there
+    assert status == 409 and "expired at 2026-11-26T06:15:00" in body["error"], body
+    assert (await get(client, f"/api/v1/runs/{run['id']}"))["state"] == "awaiting_approval"
     assert await dm.expire_approvals() == 1
     done = await get(client, f"/api/v1/runs/{run['id']}")
     assert done["state"] == "expired" and done["reason"] == "approval_timed_out_escalate"

@@ -14,24 +14,33 @@ from itsmd.core.run import Reason, RunState
 T0 = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 
 
+DUE = T0 + timedelta(minutes=15)
+
+
 def test_an_operator_approves_a_waiting_automatic_run() -> None:
-    assert may_approve("awaiting_approval", "opened", "system", "alice") is Verdict.ALLOWED
+    assert may_approve("awaiting_approval", "opened", "system", "alice", DUE, T0) is Verdict.ALLOWED
 
 
 def test_four_eyes_the_requester_of_a_manual_run_may_not_approve_it() -> None:
-    assert may_approve("awaiting_approval", "manual", "alice", "alice") is Verdict.OWN_REQUEST
-    assert may_approve("awaiting_approval", "manual", "alice", "bob") is Verdict.ALLOWED
+    assert may_approve("awaiting_approval", "manual", "alice", "alice", DUE, T0) is Verdict.OWN_REQUEST
+    assert may_approve("awaiting_approval", "manual", "alice", "bob", DUE, T0) is Verdict.ALLOWED
 
 
 def test_four_eyes_is_about_manual_runs_only() -> None:
     # An automatic run's requester is the daemon; nobody named "system" by a token could be kept out by it anyway.
-    assert may_approve("awaiting_approval", "reopened", "system", "system") is Verdict.ALLOWED
+    assert may_approve("awaiting_approval", "reopened", "system", "system", DUE, T0) is Verdict.ALLOWED
 
 
 @pytest.mark.parametrize("state", [s for s in RunState if s is not RunState.AWAITING_APPROVAL])
 def test_only_a_waiting_run_is_approved_or_rejected(state: RunState) -> None:
-    assert may_approve(state, "opened", "system", "alice") is Verdict.NOT_AWAITING
+    assert may_approve(state, "opened", "system", "alice", DUE, T0) is Verdict.NOT_AWAITING
     assert may_reject(state) is Verdict.NOT_AWAITING
+
+
+def test_no_approval_once_the_wait_expired_even_before_the_tick_ends_the_run() -> None:
+    assert may_approve("awaiting_approval", "opened", "system", "alice", DUE, DUE) is Verdict.EXPIRED
+    assert may_approve("awaiting_approval", "opened", "system", "alice", None, DUE) is Verdict.ALLOWED
+    assert may_reject("awaiting_approval") is Verdict.ALLOWED  # saying no stays possible until the tick
 
 
 def test_the_requester_may_reject_their_own_request() -> None:

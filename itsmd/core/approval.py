@@ -15,14 +15,19 @@ class Verdict(StrEnum):
 
     ALLOWED = "allowed"
     NOT_AWAITING = "not_awaiting_approval"  # the run is in another state (409)
+    EXPIRED = "approval_expired"  # its deadline passed; the approval tick has not ended it yet (409)
     OWN_REQUEST = "own_request"  # four-eyes: the requester of a manual run may not approve it (403)
 
 
-def may_approve(state: str, trigger: str, requested_by: str, actor: str) -> Verdict:
+def may_approve(state: str, trigger: str, requested_by: str, actor: str, deadline_at: datetime | None,
+                now: datetime) -> Verdict:
     """An operator may approve a run awaiting approval, except a manual run they requested themselves (four
-    eyes: a second person says yes to a risky action one person asked for)."""
+    eyes: a second person says yes to a risky action one person asked for), and not once its wait has expired
+    (the deadline is the deadline, whenever the next tick comes to end the run)."""
     if state != RunState.AWAITING_APPROVAL:
         return Verdict.NOT_AWAITING
+    if expired(state, deadline_at, now):
+        return Verdict.EXPIRED
     if trigger == Trigger.MANUAL and requested_by == actor:
         return Verdict.OWN_REQUEST
     return Verdict.ALLOWED
