@@ -5,11 +5,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
 
 from itsmd.app import Daemon, Timers
 from itsmd.clock import Clock
 from itsmd.config.model import Auth, Config, Limits, Token
 from itsmd.core.access import Role
+from tests.conftest import POSTGRES_URL, reset_postgres
 
 TOKENS = {
     Role.INGEST: "ingest-token-0123456789",
@@ -46,3 +51,22 @@ def bearer(role: Role) -> dict[str, str]:
 
 def daemon(cfg: Config, clock: Clock | None = None) -> Daemon:
     return Daemon(cfg, clock=clock, timers=Timers(expiry_tick=0.2, pipeline_poll=0.2, shutdown_grace=2.0))
+
+
+def engine_database(engine: str) -> str | None:
+    """The database of a flow test run on `engine`: "sqlite" gives None (the default file in its directory),
+    "postgres" the ITSMD_TEST_POSTGRES database with its schema reset (the test is skipped without one)."""
+    if engine != "postgres":
+        return None
+    if not POSTGRES_URL:
+        pytest.skip("set ITSMD_TEST_POSTGRES to run the PostgreSQL flow")
+    reset_postgres(POSTGRES_URL).engine.dispose()
+    return POSTGRES_URL
+
+
+async def send(client: TestClient, dm: Daemon, *alerts: dict[str, Any]) -> None:  # type: ignore[type-arg]
+    """POST one Alertmanager webhook with these alerts (ingest token) and wait until the pipeline applied it."""
+    resp = await client.post("/api/v1/webhooks/alertmanager", json={"version": "4", "alerts": list(alerts)},
+                             headers=bearer(Role.INGEST))
+    assert resp.status == 200, await resp.text()
+    await dm.pipeline.drain()

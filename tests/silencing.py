@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
 from itsmd.app import Daemon
@@ -18,7 +17,6 @@ from itsmd.clock import FakeClock
 from itsmd.config import Config
 from itsmd.core.access import Role
 from tests import daemon as d
-from tests.conftest import POSTGRES_URL, reset_postgres
 
 Client = TestClient  # type: ignore[type-arg]
 ING, VIEW, OPS = d.bearer(Role.INGEST), d.bearer(Role.VIEWER), d.bearer(Role.OPERATOR)
@@ -40,12 +38,7 @@ rules:
 async def running(tmp_path: Path, engine: str, change: Callable[[Config], Config] = lambda c: c,
                   rules: str = RULES) -> AsyncIterator[tuple[Daemon, FakeClock]]:
     """A started daemon (no socket) on `engine`, its config passed through `change`."""
-    database = None
-    if engine == "postgres":
-        if not POSTGRES_URL:
-            pytest.skip("set ITSMD_TEST_POSTGRES to run the PostgreSQL flow")
-        reset_postgres(POSTGRES_URL).engine.dispose()
-        database = POSTGRES_URL
+    database = d.engine_database(engine)
     (tmp_path / "rules").mkdir(exist_ok=True)
     (tmp_path / "rules" / "main.yaml").write_text(rules)
     clock = FakeClock(START)
@@ -65,13 +58,6 @@ def alert(name: str, status: str = "firing", starts: str = "2026-11-25T21:50:00Z
           **labels: str) -> dict[str, Any]:
     return {"status": status, "labels": {"alertname": name, **labels}, "annotations": {}, "startsAt": starts,
             "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else ends}
-
-
-async def send(client: Client, dm: Daemon, *alerts: dict[str, Any]) -> None:
-    resp = await client.post("/api/v1/webhooks/alertmanager", json={"version": "4", "alerts": list(alerts)},
-                             headers=ING)
-    assert resp.status == 200, await resp.text()
-    await dm.pipeline.drain()
 
 
 async def get(client: Client, path: str, **params: str) -> Any:

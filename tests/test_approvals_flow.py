@@ -19,7 +19,7 @@ from itsmd.app import Daemon, Timers
 from itsmd.clock import FakeClock
 from itsmd.core.access import Role
 from tests import daemon as d
-from tests.conftest import POSTGRES_URL, reset_postgres
+from tests.daemon import send
 
 Client = TestClient  # type: ignore[type-arg]
 ING, VIEW, OPS, ADMIN = (d.bearer(r) for r in (Role.INGEST, Role.VIEWER, Role.OPERATOR, Role.ADMIN))
@@ -57,12 +57,7 @@ steps:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Daemon, FakeClock]]:
-    database = None
-    if request.param == "postgres":
-        if not POSTGRES_URL:
-            pytest.skip("set ITSMD_TEST_POSTGRES to run the PostgreSQL flow")
-        reset_postgres(POSTGRES_URL).engine.dispose()
-        database = POSTGRES_URL
+    database = d.engine_database(request.param)
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "main.yaml").write_text(RULES)
     (tmp_path / "act.py").write_text(SCRIPT)
@@ -89,13 +84,6 @@ async def client(running: tuple[Daemon, FakeClock], aiohttp_client: Callable[...
 def alert(name: str, instance: str) -> dict[str, Any]:
     return {"status": "firing", "labels": {"alertname": name, "instance": instance}, "annotations": {},
             "startsAt": "2026-11-26T05:55:00Z", "endsAt": "0001-01-01T00:00:00Z"}
-
-
-async def send(client: Client, dm: Daemon, *alerts: dict[str, Any]) -> None:
-    resp = await client.post("/api/v1/webhooks/alertmanager", json={"version": "4", "alerts": list(alerts)},
-                             headers=ING)
-    assert resp.status == 200
-    await dm.pipeline.drain()
 
 
 async def get(client: Client, path: str, headers: dict[str, str] = VIEW, **params: str) -> Any:

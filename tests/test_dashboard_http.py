@@ -17,7 +17,7 @@ from itsmd.app import Daemon
 from itsmd.clock import FakeClock
 from itsmd.core.access import Role
 from tests import daemon as d
-from tests.conftest import POSTGRES_URL, reset_postgres
+from tests.daemon import send
 
 Client = TestClient  # type: ignore[type-arg]
 ING = d.bearer(Role.INGEST)
@@ -36,12 +36,7 @@ VIEW, OPS = basic(Role.VIEWER), basic(Role.OPERATOR)
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Daemon]:
-    database = None
-    if request.param == "postgres":
-        if not POSTGRES_URL:
-            pytest.skip("set ITSMD_TEST_POSTGRES to run the PostgreSQL flow")
-        reset_postgres(POSTGRES_URL).engine.dispose()
-        database = POSTGRES_URL
+    database = d.engine_database(request.param)
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "main.yaml").write_text(RULES)
     dm = d.daemon(d.config(tmp_path, database=database), FakeClock(datetime(2026, 11, 26, 4, 0, tzinfo=UTC)))
@@ -59,13 +54,6 @@ def alert(instance: str, **labels: str) -> dict[str, Any]:
     return {"status": "firing", "labels": {"alertname": "Down", "instance": instance, **labels},
             "annotations": {"summary": f"{instance} is down"}, "startsAt": "2026-11-26T03:59:00Z",
             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "javascript:alert(1)"}
-
-
-async def send(client: Client, dm: Daemon, *alerts: dict[str, Any]) -> None:
-    resp = await client.post("/api/v1/webhooks/alertmanager", json={"version": "4", "alerts": list(alerts)},
-                             headers=ING)
-    assert resp.status == 200
-    await dm.pipeline.drain()
 
 
 async def html(client: Client, path: str, headers: dict[str, str] = VIEW, status: int = 200) -> str:

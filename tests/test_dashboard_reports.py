@@ -22,7 +22,7 @@ from itsmd.core.report import Period
 from itsmd.core.timestamp import format_time
 from itsmd.web.dashboard.reports import FiguresCache, page_period
 from tests import daemon as d
-from tests.conftest import POSTGRES_URL, reset_postgres
+from tests.daemon import send
 
 Client = TestClient  # type: ignore[type-arg]
 ING, VIEW, OPS = d.bearer(Role.INGEST), d.bearer(Role.VIEWER), d.bearer(Role.OPERATOR)
@@ -37,12 +37,7 @@ RANGE = {"from": "2026-11-16", "to": "2026-11-26"}  # whole days in UTC: 2026-11
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Daemon, FakeClock]]:
-    database = None
-    if request.param == "postgres":
-        if not POSTGRES_URL:
-            pytest.skip("set ITSMD_TEST_POSTGRES to run the PostgreSQL flow")
-        reset_postgres(POSTGRES_URL).engine.dispose()
-        database = POSTGRES_URL
+    database = d.engine_database(request.param)
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "main.yaml").write_text(RULES)
     clock = FakeClock(NOW)
@@ -62,13 +57,6 @@ def alert(instance: str, starts: datetime, ends: datetime | None = None, name: s
     return {"status": "resolved" if ends else "firing",
             "labels": {"alertname": name, "instance": instance, "service": service, **labels}, "annotations": {},
             "startsAt": format_time(starts), "endsAt": format_time(ends) if ends else "0001-01-01T00:00:00Z"}
-
-
-async def send(client: Client, dm: Daemon, *alerts: dict[str, Any]) -> None:
-    resp = await client.post("/api/v1/webhooks/alertmanager", json={"version": "4", "alerts": list(alerts)},
-                             headers=ING)
-    assert resp.status == 200
-    await dm.pipeline.drain()
 
 
 async def page(client: Client, path: str, headers: dict[str, str] = VIEW, status: int = 200) -> str:

@@ -24,7 +24,7 @@ from itsmd.core.access import Role
 from itsmd.notify.outbox import Retry
 from itsmd.storage import pages
 from tests import daemon as d
-from tests.conftest import POSTGRES_URL, reset_postgres
+from tests.daemon import send
 from tests.notify_sinks import HttpSink
 
 Client = TestClient  # type: ignore[type-arg]
@@ -62,12 +62,7 @@ async def sink() -> AsyncIterator[HttpSink]:
 @pytest.fixture(params=["sqlite", "postgres"])
 async def running(request: pytest.FixtureRequest, tmp_path: Path,
                   sink: HttpSink) -> AsyncIterator[tuple[Daemon, FakeClock]]:
-    database = None
-    if request.param == "postgres":
-        if not POSTGRES_URL:
-            pytest.skip("set ITSMD_TEST_POSTGRES to run the PostgreSQL flow")
-        reset_postgres(POSTGRES_URL).engine.dispose()
-        database = POSTGRES_URL
+    database = d.engine_database(request.param)
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "main.yaml").write_text(RULES.replace("to: []", "to: [quiet]"))
     notifiers = (
@@ -100,13 +95,6 @@ def alert(name: str, instance: str, status: str = "firing") -> dict[str, Any]:
     return {"status": status, "labels": {"alertname": name, "instance": instance}, "annotations": {},
             "startsAt": "2026-11-28T11:59:00Z",
             "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-28T12:30:00Z"}
-
-
-async def send(client: Client, dm: Daemon, *alerts: dict[str, Any]) -> None:
-    resp = await client.post("/api/v1/webhooks/alertmanager", json={"version": "4", "alerts": list(alerts)},
-                             headers=ING)
-    assert resp.status == 200
-    await dm.pipeline.drain()
 
 
 async def step(dm: Daemon, clock: FakeClock, seconds: float = 0.0) -> int:

@@ -19,7 +19,6 @@ from itsmd.errors import StorageError
 from itsmd.storage import problems
 from itsmd.storage.store import SqlStore
 from tests import daemon as d
-from tests.conftest import POSTGRES_URL, reset_postgres
 
 Client = TestClient  # type: ignore[type-arg]
 ING, VIEW, OPS = d.bearer(Role.INGEST), d.bearer(Role.VIEWER), d.bearer(Role.OPERATOR)
@@ -53,12 +52,7 @@ T0 = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Daemon, FakeClock]]:
-    database = None
-    if request.param == "postgres":
-        if not POSTGRES_URL:
-            pytest.skip("set ITSMD_TEST_POSTGRES to run the PostgreSQL flow")
-        reset_postgres(POSTGRES_URL).engine.dispose()
-        database = POSTGRES_URL
+    database = d.engine_database(request.param)
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "main.yaml").write_text(RULES)
     (tmp_path / "playbooks").mkdir()

@@ -22,7 +22,6 @@ from itsmd.config.secret import Secret
 from itsmd.core.access import Role
 from itsmd.core.fingerprint import fingerprint
 from tests import daemon as d
-from tests.conftest import POSTGRES_URL, reset_postgres
 
 Client = TestClient  # type: ignore[type-arg]
 ING, VIEW = d.bearer(Role.INGEST), d.bearer(Role.VIEWER)
@@ -96,12 +95,7 @@ class World:
 @pytest.fixture(params=["sqlite", "postgres"])
 async def world(request: pytest.FixtureRequest, tmp_path: Path,
                 aiohttp_client: Callable[..., Awaitable[Client]]) -> AsyncIterator[World]:
-    database = None
-    if request.param == "postgres":
-        if not POSTGRES_URL:
-            pytest.skip("set ITSMD_TEST_POSTGRES to run the PostgreSQL flow")
-        reset_postgres(POSTGRES_URL).engine.dispose()
-        database = POSTGRES_URL
+    database = d.engine_database(request.param)
     w = World(tmp_path, database, aiohttp_client)
     yield w
     for dm in list(w.daemons):

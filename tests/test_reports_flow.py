@@ -15,7 +15,7 @@ from itsmd.clock import FakeClock
 from itsmd.core.access import Role
 from itsmd.core.timestamp import format_time
 from tests import daemon as d
-from tests.conftest import POSTGRES_URL, reset_postgres
+from tests.daemon import send
 
 Client = TestClient  # type: ignore[type-arg]
 ING, VIEW, OPS = d.bearer(Role.INGEST), d.bearer(Role.VIEWER), d.bearer(Role.OPERATOR)
@@ -31,12 +31,7 @@ T0 = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Daemon, FakeClock]]:
-    database = None
-    if request.param == "postgres":
-        if not POSTGRES_URL:
-            pytest.skip("set ITSMD_TEST_POSTGRES to run the PostgreSQL flow")
-        reset_postgres(POSTGRES_URL).engine.dispose()
-        database = POSTGRES_URL
+    database = d.engine_database(request.param)
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "main.yaml").write_text(RULES)
     clock = FakeClock(T0)
@@ -55,13 +50,6 @@ def alert(instance: str, starts: datetime, ends: datetime | None = None) -> dict
     return {"status": "resolved" if ends else "firing",
             "labels": {"alertname": "NodeExporterDown", "instance": instance}, "annotations": {},
             "startsAt": format_time(starts), "endsAt": format_time(ends) if ends else "0001-01-01T00:00:00Z"}
-
-
-async def send(client: Client, dm: Daemon, *alerts: dict[str, Any]) -> None:
-    resp = await client.post("/api/v1/webhooks/alertmanager", headers=ING,
-                             json={"version": "4", "alerts": list(alerts)})
-    assert resp.status == 200
-    await dm.pipeline.drain()
 
 
 async def report(client: Client, kind: str, headers: dict[str, str] = VIEW, **params: str) -> tuple[int, Any]:

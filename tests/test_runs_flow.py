@@ -25,7 +25,7 @@ from itsmd.core.run import RunState, StepState
 from itsmd.pipeline import remediate
 from itsmd.storage import runs, settings
 from tests import daemon as d
-from tests.conftest import POSTGRES_URL, reset_postgres
+from tests.daemon import send
 
 Client = TestClient  # type: ignore[type-arg]
 ING, VIEW, OPS, ADMIN = (d.bearer(r) for r in (Role.INGEST, Role.VIEWER, Role.OPERATOR, Role.ADMIN))
@@ -83,12 +83,7 @@ steps:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Daemon, FakeClock]]:
-    database = None
-    if request.param == "postgres":
-        if not POSTGRES_URL:
-            pytest.skip("set ITSMD_TEST_POSTGRES to run the PostgreSQL flow")
-        reset_postgres(POSTGRES_URL).engine.dispose()
-        database = POSTGRES_URL
+    database = d.engine_database(request.param)
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "main.yaml").write_text(RULES)
     (tmp_path / "act.py").write_text(SCRIPT)
@@ -117,13 +112,6 @@ def alert(name: str, status: str = "firing", starts: str = "2026-11-25T21:50:00Z
           **labels: str) -> dict[str, Any]:
     return {"status": status, "labels": {"alertname": name, **labels}, "annotations": {}, "startsAt": starts,
             "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else (ends or "2026-11-25T21:59:00Z")}
-
-
-async def send(client: Client, dm: Daemon, *alerts: dict[str, Any]) -> None:
-    resp = await client.post("/api/v1/webhooks/alertmanager", json={"version": "4", "alerts": list(alerts)},
-                             headers=ING)
-    assert resp.status == 200
-    await dm.pipeline.drain()
 
 
 async def get(client: Client, path: str, **params: str) -> Any:

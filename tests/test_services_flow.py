@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestClient
 from itsmd.app import Daemon
 from itsmd.clock import FakeClock
 from tests import daemon as d
-from tests.conftest import POSTGRES_URL, reset_postgres
 from tests.test_incidents_flow import alert, get, send
 
 Client = TestClient  # type: ignore[type-arg]
@@ -45,12 +44,7 @@ services:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Daemon]:
-    database = None
-    if request.param == "postgres":
-        if not POSTGRES_URL:
-            pytest.skip("set ITSMD_TEST_POSTGRES to run the PostgreSQL flow")
-        reset_postgres(POSTGRES_URL).engine.dispose()
-        database = POSTGRES_URL
+    database = d.engine_database(request.param)
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "main.yaml").write_text(RULES)
     (tmp_path / "services.yaml").write_text(SERVICES)

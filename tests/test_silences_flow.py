@@ -13,6 +13,7 @@ from itsmd.app import Daemon
 from itsmd.clock import FakeClock
 from itsmd.config.silences import compile_silence
 from itsmd.core.silence import Silence
+from tests.daemon import send
 from tests.silencing import (
     Client,
     alert,
@@ -22,7 +23,6 @@ from tests.silencing import (
     get,
     incidents,
     running,
-    send,
     with_silences,
 )
 

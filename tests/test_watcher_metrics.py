@@ -25,7 +25,6 @@ from itsmd.errors import StorageError
 from itsmd.storage.database import sqlite_file
 from itsmd.storage.tables import breakers
 from tests import daemon as d
-from tests.conftest import POSTGRES_URL, reset_postgres
 
 Client = TestClient  # type: ignore[type-arg]
 ING, VIEW, ADMIN = (d.bearer(r) for r in (Role.INGEST, Role.VIEWER, Role.ADMIN))
@@ -72,12 +71,7 @@ def breaker_open(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def config(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
-    database = None
-    if request.param == "postgres":
-        if not POSTGRES_URL:
-            pytest.skip("set ITSMD_TEST_POSTGRES to run the PostgreSQL flow")
-        reset_postgres(POSTGRES_URL).engine.dispose()
-        database = POSTGRES_URL
+    database = d.engine_database(request.param)
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "main.yaml").write_text(RULES)
     (tmp_path / "playbooks").mkdir()
