@@ -153,8 +153,13 @@ def test_groups_by_service_owner_and_priority(conn: Connection) -> None:
     assert {g: v["incidents"] for g, v in by_service.items()} == {"db": 1, "web": 4, core.NO_GROUP: 0}
     assert by_service["web"]["mtbf"] == stat(299649.75, 299649.75, 299649.75, 1)
     assert by_service[core.NO_GROUP]["alerts"] == 2  # the unrouted Disk alert
+    # deliveries and episodes by the alerts' incident: web a1 5 + a2 3 + a4 1 + a6 1 + a7 2, db a5
+    assert {g: (v["alerts"], v["episodes"]) for g, v in by_service.items()} == {
+        "web": (12, 5), "db": (1, 1), core.NO_GROUP: (2, 1)}
     by_owner = report.summary(conn, SETTINGS, PERIOD, Dimension.OWNER, NOW)["by"]
     assert by_owner["team-a"]["mtta"]["n"] == 3 and by_owner[core.NO_GROUP]["incidents"] == 1
+    assert {g: (v["alerts"], v["episodes"]) for g, v in by_owner.items()} == {  # D has no owner: a5 + Disk
+        "team-a": (12, 5), core.NO_GROUP: (3, 2)}
     by_priority = report.summary(conn, SETTINGS, PERIOD, Dimension.PRIORITY, NOW)["by"]
     assert by_priority["P2"]["sla_breaches"]["P2"] == {"ack": 1, "restore": 0}
     assert by_priority["P1"]["sla_breaches"]["P2"] == {"ack": 0, "restore": 0}

@@ -309,18 +309,26 @@ def alert_counts(conn: Connection, scope: Scope) -> dict[str, AlertCounts]:
     by their incident's service, owner or priority (no incident: NO_GROUP), or by the week they fired in."""
     a, i = alerts.c, incidents.c
     where = and_(a.starts_at >= scope.period.start, a.starts_at < scope.period.end)
-    source: Any = alerts
-    if scope.by is None:
-        grp: Any = literal("")
-    elif scope.by is Dimension.WEEK:
-        grp = _week_of(a.starts_at, scope.weeks)
+    deliveries, episodes = func.coalesce(func.sum(a.occurrences), 0), func.count()
+    if scope.by is None or scope.by is Dimension.WEEK:
+        grp = literal("") if scope.by is None else _week_of(a.starts_at, scope.weeks)
+        g = grp.label("grp")
+        q = _grouped(select(g, deliveries, episodes).where(where), g if scope.by is not None else None)
     else:
         col = {Dimension.SERVICE: i.service, Dimension.OWNER: i.owner, Dimension.PRIORITY: i.priority}[scope.by]
-        grp = func.coalesce(col, literal(NO_GROUP))
-        source = alerts.outerjoin(incidents, incidents.c.id == a.incident_id)
-    g = grp.label("grp")
-    q = _grouped(select(g, func.coalesce(func.sum(a.occurrences), 0), func.count()).select_from(source).where(
-        where), g if scope.by is not None else None)
+        g = func.coalesce(col, literal(NO_GROUP)).label("grp")
+        if conn.dialect.name == "sqlite":
+            # Per incident first, then its group: SQLite looks the incident up once per incident rather than once
+            # per alert (0.54 s instead of 1.25 s over 1,000,000 alerts; `unindexed` makes it sort the scanned
+            # rows rather than walk alerts_incident and fetch every alert by its id). PostgreSQL hash-joins the
+            # alerts to their incidents faster than it aggregates them per incident (0.16 s against 0.34 s).
+            per = (select(a.incident_id, deliveries.label("d"), episodes.label("n")).where(where)
+                   .group_by(unindexed(a.incident_id)).subquery())
+            q = (select(g, func.sum(per.c.d), func.sum(per.c.n))
+                 .select_from(per.outerjoin(incidents, i.id == per.c.incident_id)).group_by(g))
+        else:
+            q = (select(g, deliveries, episodes).select_from(alerts.outerjoin(incidents, i.id == a.incident_id))
+                 .where(where).group_by(g))
     return {r[0]: AlertCounts(int(r[1]), int(r[2])) for r in conn.execute(q).all()}
 
 
