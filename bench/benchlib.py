@@ -474,3 +474,31 @@ def nearest_rank(values: list[float], q: float) -> float:
     """The q-quantile (0 < q <= 1) of values by the nearest-rank method."""
     ordered = sorted(values)
     return ordered[max(0, min(len(ordered) - 1, int(q * len(ordered) + 0.999999) - 1))]
+
+
+# ------------------------------------------------------------------------------------------ PostgreSQL
+def reset_postgres(database: str) -> None:
+    """Drop and recreate the public schema of `database` (a database of the bench's own)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    engine = create_engine(make_url(database).set(drivername="postgresql+psycopg"))
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+class LeaderLock:
+    """The bench holds itsmd's leader lock itself, so every replica follows (ingests only) until `release`."""
+
+    def __init__(self, database: str) -> None:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        from itsmd.core.leadership import LEADER_KEY, LOCK_CLASS
+        url = make_url(database).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, LEADER_KEY))
+
+    def release(self) -> None:
+        self.conn.close()
