@@ -13,8 +13,8 @@ import uvloop
 
 from itsmd import __version__, logs
 from itsmd.client import commands as client
+from itsmd.client import report as formats
 from itsmd.client.kinds import AUDIT
-from itsmd.client.report import FORMATS
 from itsmd.config import Config, find_config, load_config
 from itsmd.config.routing import load_routing
 from itsmd.core.report import Dimension
@@ -60,14 +60,13 @@ def _report_parser(sub: Any) -> None:
     report.add_argument("--from", dest="start", help="RFC 3339 (default: four weeks before --to)")
     report.add_argument("--to", dest="end", help="RFC 3339 (default: now)")
     report.add_argument("--by", choices=[str(d) for d in Dimension])
-    report.add_argument("--format", choices=FORMATS, default="table")
+    report.add_argument("--format", choices=formats.FORMATS, default="table")
     report.add_argument("--noisiest", type=int, default=0, metavar="N", help="summary: also the N noisiest alert names")
 
 
 def _report(args: argparse.Namespace) -> int:
     """`itsmd report`: from the daemon with --url, else from the configured database."""
     from itsmd import report
-    from itsmd.client import report as formats
     from itsmd.client.api import Api
     from itsmd.clock import SystemClock
     from itsmd.core.report import period

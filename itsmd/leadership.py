@@ -71,7 +71,7 @@ class Leadership:
         await cancel(self._task)
         self._task = None
         if self.role is Role.LEADER:
-            await self._apply(Decision(Role.FOLLOWER, False, True, "stopping"))
+            await self._step_down("stopping")
         await self._drop()
 
     async def _loop(self) -> None:
@@ -81,7 +81,7 @@ class Leadership:
             except Exception:  # a bug must not end leadership for good: step down, try again later
                 log.exception("leadership: unexpected error")
                 if self.role is Role.LEADER:
-                    await self._apply(Decision(Role.FOLLOWER, False, True, "unexpected error"))
+                    await self._step_down("unexpected error")
                 await self._drop()
             await asyncio.sleep(self.timers.heartbeat if self.role is Role.LEADER else self.timers.retry)
 
@@ -102,7 +102,10 @@ class Leadership:
                 if not isinstance(e, StorageError | OSError):
                     log.exception("leadership: starting the leader duties failed")
                 log.warning("could not start the leader duties, stepping down: %s", e)
-                await self._apply(Decision(Role.FOLLOWER, False, True, "the leader duties did not start"))
+                await self._step_down("the leader duties did not start")
+
+    async def _step_down(self, reason: str) -> None:
+        await self._apply(Decision(Role.FOLLOWER, False, True, reason))
 
     def _set(self, role: Role, reason: str) -> None:
         self.role = role

@@ -107,7 +107,7 @@ def mttr(conn: Connection, s: Settings, p: Period, by: Dimension | None) -> dict
     doc["weeks"] = {w.label: block(w_mttr, w_mtta, w.label) for w in weekly.weeks}
     doc["by"] = {}
     if by is Dimension.WEEK:  # the weeks above, again
-        doc["by"] = {w.label: block(w_mttr, w_mtta, w.label) for w in weekly.weeks}
+        doc["by"] = dict(doc["weeks"])
     elif by is not None:
         scope = _scope(p, by, s)
         g_mttr, g_mtta = sql.durations(conn, scope, "mttr"), sql.durations(conn, scope, "mtta")

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import orjson
 
 from itsmd.client.text import escape, plain
+from itsmd.core.report import duration
 
 FORMATS = ("table", "csv", "json", "markdown")
 ALL = "all"  # the group (and week) of the whole period
@@ -23,20 +24,6 @@ Row = dict[str, Any]
 _STATS = ("mean", "median", "p90", "n")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def duration(seconds: float | None) -> str:
-    """`3725.5` as `1h 2m 5s` (a table cell; CSV keeps the seconds)."""
-    if seconds is None:
-        return "-"
-    whole = round(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{v}{u}" for v, u in ((days, "d"), (hours, "h"), (minutes, "m")) if v]
-    if secs or not parts:
-        parts.append(f"{secs}s")
-    return " ".join(parts[:2])
 
 
 def percent(fraction: float | None) -> str:

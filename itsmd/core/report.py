@@ -147,3 +147,17 @@ def previous_week(now: datetime, timezone: str) -> Period:
     last_monday = this_monday - timedelta(days=7)
     return Period(datetime(last_monday.year, last_monday.month, last_monday.day, tzinfo=zone),
                   datetime(this_monday.year, this_monday.month, this_monday.day, tzinfo=zone))
+
+
+def duration(seconds: float | None) -> str:
+    """A duration in at most two units, for people (tables, the dashboard): `3725.5` as `1h 2m`, None as `-`."""
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{v}{u}" for v, u in ((days, "d"), (hours, "h"), (minutes, "m")) if v]
+    if secs or not parts:
+        parts.append(f"{secs}s")
+    return " ".join(parts[:2])

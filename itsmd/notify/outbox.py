@@ -108,7 +108,7 @@ class Outbox:
         try:
             return await self._send(rows)
         finally:
-            await self._release([row["id"] for row in rows if row["id"] in self._leases])
+            await self._release([row["id"] for row in rows])  # those not attempted
 
     async def _send(self, rows: list[dict[str, Any]]) -> int:
         by_notifier: dict[str, list[dict[str, Any]]] = {}

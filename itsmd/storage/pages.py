@@ -112,9 +112,11 @@ def claim(conn: Connection, now: datetime, lease_until: datetime, limit: int) ->
 
 def renew(conn: Connection, leases: dict[int, datetime], lease_until: datetime) -> None:
     """Extend the leases of pages still claimed as `leases` says (id -> the lease's end as claimed)."""
-    for page_id, until in leases.items():
-        conn.execute(update(pages).where(pages.c.id == page_id, pages.c.state == PENDING,
-                                         pages.c.next_attempt_at == until).values(next_attempt_at=lease_until))
+    if leases:
+        conn.execute(update(pages).where(pages.c.id == bindparam("b_id"), pages.c.state == PENDING,
+                                         pages.c.next_attempt_at == bindparam("b_until"))
+                     .values(next_attempt_at=lease_until),
+                     [{"b_id": i, "b_until": until} for i, until in leases.items()])
 
 
 def next_attempt(conn: Connection) -> datetime | None:

@@ -147,8 +147,8 @@ def waiting_of(conn: Connection, incident_ids: Collection[int]) -> dict[int, lis
     """The pending and awaiting runs of these incidents, by incident (none: left out)."""
     out: dict[int, list[Row]] = {}
     wanted = sorted(set(incident_ids))
-    for i in range(0, len(wanted), 500):
-        q = (select(runs).where(runs.c.incident_id.in_(wanted[i:i + 500]), runs.c.state.in_(list(WAITING)))
+    for i in range(0, len(wanted), CHUNK):
+        q = (select(runs).where(runs.c.incident_id.in_(wanted[i:i + CHUNK]), runs.c.state.in_(list(WAITING)))
              .order_by(runs.c.id))
         for r in conn.execute(q):
             out.setdefault(r.incident_id, []).append(dict(r._mapping))
@@ -173,9 +173,9 @@ def remediated(conn: Connection, cycles: Collection[tuple[int, int]]) -> set[tup
     last (re)opened (`cycle`: its reopen_count) succeeded."""
     wanted, found = set(cycles), set()
     ids = sorted({i for i, _ in wanted})
-    for i in range(0, len(ids), 500):
+    for i in range(0, len(ids), CHUNK):
         q = (select(runs.c.incident_id, runs.c.cycle).distinct().join(run_steps, runs.c.id == run_steps.c.run_id)
-             .where(runs.c.incident_id.in_(ids[i:i + 500]), runs.c.dry_run.is_(False),
+             .where(runs.c.incident_id.in_(ids[i:i + CHUNK]), runs.c.dry_run.is_(False),
                     run_steps.c.kind.in_(sorted(REMEDIATION_KINDS)), run_steps.c.state == StepState.SUCCEEDED))
         found |= {(r.incident_id, r.cycle) for r in conn.execute(q)}
     return found & wanted

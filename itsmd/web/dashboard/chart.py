@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
+from itsmd.core.report import duration
+
 WIDTH = 480  # viewBox units; the SVG scales to its container's width (about 1:1 on a laptop, 0.7 on a phone)
 PLOT_HEIGHT = 180
 LEFT, RIGHT, TOP, BOTTOM = 62, 10, 16, 34  # BOTTOM: the category labels; the legend's rows come below
@@ -55,23 +57,9 @@ def number_text(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
 
 
-_UNITS = ((86400, "d"), (3600, "h"), (60, "m"), (1, "s"))
-
-
 def duration_text(seconds: float) -> str:
-    """A duration as at most two units: `45s`, `12m 5s`, `3h 20m`, `2d 4h`."""
-    if seconds < 1:
-        return f"{seconds:.1f}s" if seconds > 0 else "0s"
-    rest, parts = round(seconds), []
-    for size, unit in _UNITS:
-        if rest >= size:
-            parts.append(f"{rest // size}{unit}")
-            rest %= size
-        if len(parts) == 2:
-            break
-        if parts and rest == 0:
-            break
-    return " ".join(parts)
+    """A duration as at most two units (`45s`, `12m 5s`, `3h 20m`, `2d 4h`, as the CLI's tables); tenths below 1 s."""
+    return f"{seconds:.1f}s" if 0 < seconds < 1 else duration(seconds)
 
 
 _DURATION_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
@@ -220,12 +208,8 @@ def _describe(categories: Sequence[str], series: Sequence[Series], value_text: V
     return "; ".join(parts) + "."
 
 
-def _whole(value: str) -> str:
-    return value
-
-
 def columns(chart_id: str, title: str, categories: Sequence[str], series: Sequence[Series], *,
-            stacked: bool = True, value_text: ValueText = number_text, short: Callable[[str], str] = _whole,
+            stacked: bool = True, value_text: ValueText = number_text, short: Callable[[str], str] = str,
             empty_text: str = EMPTY) -> str:
     """Vertical bars per category: the series stacked (e.g. resolutions per week) or side by side (e.g. ack and
     restore breaches per priority)."""
@@ -269,7 +253,7 @@ def columns(chart_id: str, title: str, categories: Sequence[str], series: Sequen
 
 
 def lines(chart_id: str, title: str, categories: Sequence[str], series: Sequence[Series], *,
-          value_text: ValueText = duration_text, short: Callable[[str], str] = _whole,
+          value_text: ValueText = duration_text, short: Callable[[str], str] = str,
           empty_text: str = EMPTY) -> str:
     """One point per category and series, joined by a line (solid, then dashed); a category without a value
     breaks the line. Durations on the axis by default (MTTR, MTTA per week)."""

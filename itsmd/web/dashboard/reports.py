@@ -109,7 +109,7 @@ class FiguresCache:
     stale: float = STALE_SECONDS
     entries: dict[tuple[Any, ...], _Entry] = field(default_factory=dict)
 
-    def _start(self, key: tuple[Any, ...], entry: _Entry, now: float,
+    def _start(self, entry: _Entry, now: float,
                compute: Callable[[], Awaitable[dict[str, Any]]]) -> asyncio.Task[dict[str, Any]]:
         async def run() -> dict[str, Any]:
             try:
@@ -137,10 +137,10 @@ class FiguresCache:
         age = now - entry.at
         if entry.doc is not None and age < self.stale:
             if age >= self.fresh and entry.task is None:
-                entry.task = self._start(key, entry, now, compute)  # refresh in the background
+                entry.task = self._start(entry, now, compute)  # refresh in the background
             return entry.doc
         if entry.task is None:
-            entry.task = self._start(key, entry, now, compute)
+            entry.task = self._start(entry, now, compute)
         return await asyncio.shield(entry.task)
 
     async def close(self, app: web.Application | None = None) -> None:
